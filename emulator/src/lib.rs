@@ -1,0 +1,1 @@
+//! Emulator of the Google Cloud REST APIs used by jit-groups-controller.

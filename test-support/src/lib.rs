@@ -1,0 +1,1 @@
+//! Test support: a real Kubernetes control plane and the Google Cloud emulator on loopback.
