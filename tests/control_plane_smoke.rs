@@ -1,13 +1,24 @@
 //! The test platform itself: a real kube-apiserver on loopback serves built-in and custom
 //! resources, knows who is calling, and lets RBAC decide what each user may do.
 
-use jit_test_support::{ControlPlane, User};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use jit_test_support::{ControlPlane, LoopbackCertificate, User};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::{Client, Error};
 
 /// A CRD of this test's own, so that the smoke test does not depend on the controller's.
@@ -264,5 +275,81 @@ async fn kubectl_acts_as_the_user_whose_kubeconfig_it_is_given() -> anyhow::Resu
         .await?
         .expect_success()?;
     assert_eq!(value, "b");
+    Ok(())
+}
+
+#[tokio::test]
+async fn kube_apiserver_calls_admission_webhooks_on_loopback() -> anyhow::Result<()> {
+    let plane = ControlPlane::shared();
+    let namespace = plane.create_namespace("smoke-webhook").await?;
+    let admin = plane.client(User::Admin)?;
+    let label = "smoke.jitgroups.dev/webhook";
+    let labels = serde_json::json!({ "metadata": { "labels": { label: namespace } } });
+    Api::<Namespace>::all(admin.clone())
+        .patch(&namespace, &PatchParams::default(), &Patch::Merge(&labels))
+        .await?;
+
+    // Nothing listens on this port, so every call of the webhook fails, and with the
+    // failure policy `Fail` the API server refuses the object, naming the webhook's URL.
+    let closed_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let certificate = LoopbackCertificate::generate()?;
+    let webhook = ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        webhooks: Some(vec![ValidatingWebhook {
+            name: "refuse-config-maps.smoke.jitgroups.dev".to_owned(),
+            client_config: WebhookClientConfig {
+                url: Some(format!("https://127.0.0.1:{closed_port}/validate")),
+                ca_bundle: Some(ByteString(certificate.ca_pem.into_bytes())),
+                service: None,
+            },
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec![String::new()]),
+                api_versions: Some(vec!["v1".to_owned()]),
+                operations: Some(vec!["CREATE".to_owned()]),
+                resources: Some(vec!["configmaps".to_owned()]),
+                scope: Some("Namespaced".to_owned()),
+            }]),
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(label.to_owned(), namespace.clone())])),
+                ..LabelSelector::default()
+            }),
+            failure_policy: Some("Fail".to_owned()),
+            side_effects: "None".to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            timeout_seconds: Some(5),
+            ..ValidatingWebhook::default()
+        }]),
+    };
+    Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &webhook)
+        .await?;
+
+    // The API server picks up new webhook configurations a moment after they are created.
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin, &namespace);
+    let mut refusal = None;
+    for attempt in 0..50 {
+        match config_maps
+            .create(
+                &PostParams::default(),
+                &config_map(&format!("probe-{attempt}")),
+            )
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(error) => {
+                refusal = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("the webhook was called within ten seconds");
+    assert!(refusal.contains("failed calling webhook"), "{refusal}");
+    assert!(
+        refusal.contains(&format!("127.0.0.1:{closed_port}/validate")),
+        "{refusal}"
+    );
     Ok(())
 }

@@ -32,4 +32,5 @@ mod user;
 pub use control_plane::ControlPlane;
 pub use crd::{crds_from_dir, crds_from_yaml, install_crds, repository_crds_dir};
 pub use kubectl::KubectlOutput;
+pub use pki::LoopbackCertificate;
 pub use user::User;

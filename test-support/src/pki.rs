@@ -1,6 +1,7 @@
-//! Keys and certificates of one control plane: a private certificate authority, the serving
-//! certificate of kube-apiserver for `127.0.0.1` and `localhost`, and the key pair that signs
-//! service-account tokens.
+//! Keys and certificates: those of one control plane (a private certificate authority, the
+//! serving certificate of kube-apiserver for `127.0.0.1` and `localhost`, and the key pair that
+//! signs service-account tokens), and serving certificates for servers under test, such as
+//! admission webhooks that kube-apiserver calls on loopback.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,32 +30,17 @@ impl Pki {
     pub(crate) fn generate(dir: &Path) -> anyhow::Result<Pki> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
 
-        let mut ca_params = CertificateParams::default();
-        ca_params.distinguished_name = name("jit-groups-controller test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)
-            .context("creating the test certificate authority")?;
-
-        let serving_key = KeyPair::generate()?;
-        let mut serving_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-        serving_params.distinguished_name = name("kube-apiserver");
-        serving_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        serving_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let serving_cert = serving_params
-            .signed_by(&serving_key, &ca)
-            .context("signing the kube-apiserver serving certificate")?;
-
+        let LoopbackCertificate {
+            ca_pem,
+            ca_der,
+            cert_pem,
+            key_pem,
+        } = LoopbackCertificate::generate_for("kube-apiserver")?;
         let service_account_key = KeyPair::generate()?;
 
         let pki = Pki {
-            ca_pem: ca.pem(),
-            ca_der: ca.der().to_vec(),
+            ca_pem,
+            ca_der,
             ca_file: dir.join("ca.crt"),
             serving_cert_file: dir.join("apiserver.crt"),
             serving_key_file: dir.join("apiserver.key"),
@@ -62,8 +48,8 @@ impl Pki {
             service_account_private_key_file: dir.join("service-account.key"),
         };
         write(&pki.ca_file, &pki.ca_pem)?;
-        write(&pki.serving_cert_file, &serving_cert.pem())?;
-        write(&pki.serving_key_file, &serving_key.serialize_pem())?;
+        write(&pki.serving_cert_file, &cert_pem)?;
+        write(&pki.serving_key_file, &key_pem)?;
         write(
             &pki.service_account_public_key_file,
             &service_account_key.public_key_pem(),
@@ -73,6 +59,62 @@ impl Pki {
             &service_account_key.serialize_pem(),
         )?;
         Ok(pki)
+    }
+}
+
+/// A TLS serving certificate for `127.0.0.1`, `::1` and `localhost`, with the certificate
+/// authority that signed it, for a server under test that kube-apiserver or a client must
+/// trust: an admission webhook gets `cert_pem` and `key_pem`, and its
+/// `ValidatingWebhookConfiguration` gets `ca_pem` (base64-encoded) as `caBundle`.
+#[derive(Clone, Debug)]
+pub struct LoopbackCertificate {
+    /// PEM of the certificate authority, newly made for this certificate alone.
+    pub ca_pem: String,
+    /// DER of the same certificate authority.
+    pub ca_der: Vec<u8>,
+    /// PEM of the serving certificate.
+    pub cert_pem: String,
+    /// PEM (PKCS #8) of the serving certificate's ECDSA P-256 private key.
+    pub key_pem: String,
+}
+
+impl LoopbackCertificate {
+    /// Makes a new certificate authority and a serving certificate signed by it.
+    pub fn generate() -> anyhow::Result<LoopbackCertificate> {
+        LoopbackCertificate::generate_for("jit-groups-controller test server")
+    }
+
+    fn generate_for(common_name: &str) -> anyhow::Result<LoopbackCertificate> {
+        let mut ca_params = CertificateParams::default();
+        ca_params.distinguished_name = name(&format!("{common_name} CA"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)
+            .context("creating a test certificate authority")?;
+
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+            "localhost".to_owned(),
+        ])?;
+        params.distinguished_name = name(common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &ca)
+            .with_context(|| format!("signing the serving certificate of {common_name}"))?;
+
+        Ok(LoopbackCertificate {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().to_vec(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
