@@ -150,14 +150,14 @@ impl ExpiryConstraint {
                 min.text(),
                 format!("must not be longer than max ({max})"),
             );
-        } else if let Some(default) = &default {
-            if default.duration() < min.duration() || default.duration() > max.duration() {
-                problems.invalid(
-                    format!("{path}.default"),
-                    default.text(),
-                    format!("must lie within [{min}, {max}]"),
-                );
-            }
+        } else if let Some(default) = &default
+            && (default.duration() < min.duration() || default.duration() > max.duration())
+        {
+            problems.invalid(
+                format!("{path}.default"),
+                default.text(),
+                format!("must lie within [{min}, {max}]"),
+            );
         }
         problems.finish(|| Self { min, max, default })
     }

@@ -1,0 +1,131 @@
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A request to join a JIT group for a while: "let me join group G for duration D, because
+/// R". Its status tells the whole story, from the decision to the expiry.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "jitgroups.dev",
+    version = "v1alpha1",
+    kind = "JoinRequest",
+    namespaced,
+    doc = "A request to join a JIT group for a while; approvers record decisions on it and its status tells the whole story.",
+    status = "JoinRequestStatus",
+    shortname = "jr",
+    category = "jitgroups",
+    printcolumn(name = "Group", type_ = "string", json_path = ".spec.group"),
+    printcolumn(name = "Requester", type_ = "string", json_path = ".spec.requester"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequestSpec {
+    /// Name of the JitGroup to join, in the same namespace.
+    pub group: String,
+    /// Email of the Google user who asks to join. The controller grants the membership to
+    /// this user.
+    pub requester: String,
+    /// How long to stay a member, as an ISO-8601 duration such as `PT2H` or `P1D`; it must
+    /// lie within the group's expiry constraint. Without it the group's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Why the access is needed, for approvers and the audit trail.
+    pub justification: String,
+}
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Waiting for a decision.
+    #[default]
+    Pending,
+    /// Approved; the membership is being added.
+    Approved,
+    /// The requester is a member until `expiresAt`.
+    Active,
+    /// The membership ended at `expiresAt`.
+    Expired,
+    /// The policy does not allow the request, or an approver denied it.
+    Denied,
+    /// Nobody decided in time.
+    TimedOut,
+    /// Deleted or withdrawn while active.
+    Revoked,
+    /// A permanent error prevented the grant; the message says which.
+    Failed,
+}
+
+impl Phase {
+    /// Whether the request has ended and will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Expired | Self::Denied | Self::TimedOut | Self::Revoked | Self::Failed
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What became of the request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequestStatus {
+    /// Where the request stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Why it is in this phase, as a CamelCase word (e.g. `SelfApproved`,
+    /// `DurationOutOfRange`, `NotPermitted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The same, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Email of the Cloud Identity group joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_email: Option<String>,
+    /// The membership duration granted, as an ISO-8601 duration in seconds (e.g. `PT7200S`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_duration: Option<String>,
+    /// Principals whose approval would count, while the request waits for one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// When the controller first saw the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Time>,
+    /// When the request was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// When the membership was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<Time>,
+    /// When the membership ends; Cloud Identity removes it then even if the controller is
+    /// down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// When the request reached a final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// The Cloud Identity membership's resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<String>,
+    /// Standard conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,130 @@
+//! Prometheus metrics of the reconcilers and the requests they manage.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::api::{JoinRequest, Phase};
+
+/// The controller's metrics and the registry that exports them.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    failures: IntCounterVec,
+    durations: HistogramVec,
+    grants: IntCounter,
+    requests: IntGaugeVec,
+    request_store: Mutex<Option<Store<JoinRequest>>>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("jit_groups".to_owned()), None)?;
+        let reconciles = IntCounterVec::new(
+            Opts::new("reconciles_total", "Reconciles run, by controller"),
+            &["controller"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "reconcile_errors_total",
+                "Reconciles that failed, by controller and kind of error",
+            ),
+            &["controller", "error"],
+        )?;
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "reconcile_duration_seconds",
+                "Time one reconcile took, by controller",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["controller"],
+        )?;
+        let grants = IntCounter::new("memberships_granted_total", "Memberships added or extended")?;
+        let requests = IntGaugeVec::new(
+            Opts::new(
+                "join_requests",
+                "Join requests by phase; Active ones hold a membership",
+            ),
+            &["phase"],
+        )?;
+        registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
+        registry.register(Box::new(grants.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(Self {
+            registry,
+            reconciles,
+            failures,
+            durations,
+            grants,
+            requests,
+            request_store: Mutex::new(None),
+        })
+    }
+
+    /// Records one reconcile of `controller` that took `elapsed` and failed with `error`,
+    /// if any.
+    pub fn observe_reconcile(&self, controller: &str, elapsed: Duration, error: Option<&str>) {
+        self.reconciles.with_label_values(&[controller]).inc();
+        self.durations
+            .with_label_values(&[controller])
+            .observe(elapsed.as_secs_f64());
+        if let Some(error) = error {
+            self.failures.with_label_values(&[controller, error]).inc();
+        }
+    }
+
+    /// Records a membership added or extended.
+    pub fn granted(&self) {
+        self.grants.inc();
+    }
+
+    /// Counts requests by phase from `store` whenever metrics are gathered.
+    pub fn watch_requests(&self, store: Store<JoinRequest>) {
+        if let Ok(mut slot) = self.request_store.lock() {
+            *slot = Some(store);
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        self.count_requests();
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+
+    fn count_requests(&self) {
+        let Ok(slot) = self.request_store.lock() else {
+            return;
+        };
+        let Some(store) = slot.as_ref() else { return };
+        let phases = [
+            Phase::Pending,
+            Phase::Approved,
+            Phase::Active,
+            Phase::Expired,
+            Phase::Denied,
+            Phase::TimedOut,
+            Phase::Revoked,
+            Phase::Failed,
+        ];
+        let requests = store.state();
+        for phase in phases {
+            let count = requests
+                .iter()
+                .filter(|r| r.status.as_ref().and_then(|s| s.phase).unwrap_or_default() == phase)
+                .count();
+            self.requests
+                .with_label_values(&[&phase.to_string()])
+                .set(count as i64);
+        }
+    }
+}
