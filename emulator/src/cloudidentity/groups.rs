@@ -312,10 +312,11 @@ fn group_matches(group: &Group, clause: &Clause) -> bool {
         }
     };
     let folded = |field: Field, wanted: &str| -> (String, String) {
-        if field == Field::DisplayName {
-            (value(field), wanted.to_owned())
-        } else {
+        // Addresses and domains compare without case; names and parents exactly.
+        if matches!(field, Field::GroupKey | Field::DomainName) {
             (value(field), wanted.to_ascii_lowercase())
+        } else {
+            (value(field), wanted.to_owned())
         }
     };
     match clause {
