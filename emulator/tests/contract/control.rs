@@ -111,3 +111,24 @@ async fn a_page_size_cap_makes_short_pages() {
     assert_eq!(page.groups.unwrap_or_default().len(), 1);
     assert!(page.next_page_token.is_some());
 }
+
+#[tokio::test]
+async fn the_example_seed_file_seeds_a_working_world() {
+    let seed: Seed = serde_json::from_str(include_str!("../../seed.example.json"))
+        .expect("the example seed parses");
+    let emulator = Emulator::start_with_seed(seed).expect("the example seed is accepted");
+    let state = emulator.control().state().await.expect("state");
+    let deployers = state
+        .group("jit.prod.payments.deployers@example.com")
+        .expect("the seeded group exists");
+    assert_eq!(deployers.memberships.len(), 2);
+    let ops = deployers.member("ops@example.com").expect("a nested group");
+    assert_eq!(ops.kind, "GROUP");
+    assert!(
+        deployers
+            .member("bob@example.com")
+            .and_then(|m| m.expire_time)
+            .is_some()
+    );
+    assert!(state.policies["projects/prod-app"].etag.is_some());
+}
