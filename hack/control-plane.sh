@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provides the etcd and kube-apiserver binaries that the integration tests and the local
-# demo run, and prints the directory that holds both.
+# demo run, and prints the directory that holds both. Also makes sure a kubectl exists,
+# since the tests drive kubectl as their users.
 #
 # Order of preference:
 #   1. $KUBEBUILDER_ASSETS, when it holds both binaries (the envtest convention, for users
@@ -9,7 +10,10 @@
 #      an earlier run;
 #   3. etcd from Debian's etcd-server package and kube-apiserver built from Debian's
 #      kubernetes source package (1.20.2), then cached. This takes about ten minutes and
-#      1.3 GB of memory once; later runs take seconds.
+#      1.3 GB of memory once; later runs take seconds. The 2 GB build tree is removed
+#      afterwards; only the 110 MB binary stays in the cache.
+#
+# kubectl: any kubectl on PATH, else Debian's kubernetes-client package (1.20.2).
 #
 # Everything except the final directory goes to stderr, so callers can write
 #   export KUBEBUILDER_ASSETS="$(hack/control-plane.sh)"
@@ -19,21 +23,9 @@ log() { echo "control-plane: $*" >&2; }
 
 has_both() { [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ]; }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && has_both "$KUBEBUILDER_ASSETS"; then
-  log "using binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
-  echo "$KUBEBUILDER_ASSETS"
-  exit 0
-fi
-
-cache="${JIT_CACHE_DIR:-$HOME/.cache/jit-groups-controller}/control-plane"
-if has_both "$cache"; then
-  log "using cached binaries in $cache"
-  echo "$cache"
-  exit 0
-fi
-
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+apt_updated=
 apt_install() {
   local missing=()
   for pkg in "$@"; do
@@ -42,20 +34,49 @@ apt_install() {
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
-    sudo_if_needed apt-get update -qq >&2
+    if [ -z "$apt_updated" ]; then
+      sudo_if_needed apt-get update -qq >&2
+      apt_updated=1
+    fi
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq "${missing[@]}" >&2
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   fi
 }
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  apt_install kubernetes-client
+fi
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && has_both "$KUBEBUILDER_ASSETS"; then
+  log "using binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+
+base="${JIT_CACHE_DIR:-$HOME/.cache/jit-groups-controller}"
+cache="$base/control-plane"
+if has_both "$cache"; then
+  log "using cached binaries in $cache"
+  echo "$cache"
+  exit 0
+fi
 
 mkdir -p "$cache"
 
 # etcd 3.4 from Debian.
-apt_install etcd-server
-ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$cache/etcd"
+if [ ! -x "$cache/etcd" ]; then
+  apt_install etcd-server
+  ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$cache/etcd"
+fi
+
+if [ -x "$cache/kube-apiserver" ]; then
+  echo "$cache"
+  exit 0
+fi
 
 # kube-apiserver from Debian's kubernetes source package.
-apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make
+apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make \
+  debian-archive-keyring ca-certificates
 
 sources=/etc/apt/sources.list.d/jit-groups-controller-src.sources
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ \
@@ -71,15 +92,22 @@ SRC
   sudo_if_needed apt-get update -qq >&2
 fi
 
-build="${JIT_CACHE_DIR:-$HOME/.cache/jit-groups-controller}/kubernetes-build"
+build="$base/kubernetes-build"
 mkdir -p "$build"
 tree=$(find "$build" -maxdepth 1 -type d -name 'kubernetes-1.*' | head -n 1)
+# A tree without the marker is what an interrupted extraction left behind.
+if [ -n "$tree" ] && [ ! -e "$tree/.jit-extracted" ]; then
+  log "removing the incomplete source tree $tree"
+  rm -rf "$tree"
+  tree=
+fi
 if [ -z "$tree" ]; then
   log "fetching Debian's kubernetes source package"
   (cd "$build" && apt-get source -qq kubernetes >&2)
   tree=$(find "$build" -maxdepth 1 -type d -name 'kubernetes-1.*' | head -n 1)
+  [ -n "$tree" ] || { log "kubernetes source tree not found in $build"; exit 1; }
+  touch "$tree/.jit-extracted"
 fi
-[ -n "$tree" ] || { log "kubernetes source tree not found in $build"; exit 1; }
 
 # The vendored reflect2 1.0.1 crashes kube-apiserver under Go >= 1.18; 1.0.2 does not.
 reflect2="$tree/vendor/github.com/modern-go/reflect2"
@@ -105,5 +133,6 @@ binary=$(find "$tree/_output" -type f -name kube-apiserver -perm -u+x | head -n 
 cp "$binary" "$cache/kube-apiserver.tmp"
 mv "$cache/kube-apiserver.tmp" "$cache/kube-apiserver"
 log "kube-apiserver built in $(( $(date +%s) - started ))s"
+rm -rf "$build"
 
 echo "$cache"
