@@ -54,11 +54,31 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, "gcp-emulator listening");
-    gcp_emulator::run(listener, seed, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("stopping");
-    })
-    .await
-    .context("the emulator stopped with an error")?;
+    gcp_emulator::run(listener, seed, shutdown_signal())
+        .await
+        .context("the emulator stopped with an error")?;
     Ok(())
+}
+
+/// Completes on Ctrl-C or, on Unix, on SIGTERM (what a container runtime sends).
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
 }
