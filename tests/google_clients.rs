@@ -666,3 +666,30 @@ async fn one_impersonated_token_serves_many_calls() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_as_transient_after_a_few_attempts() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = closed.local_addr().expect("bound");
+    drop(closed);
+    let mut config = GoogleConfig::new(BaseCredentials::StaticToken(CONTROLLER_TOKEN.into()))
+        .with_endpoint(&format!("http://{address}/"));
+    config.retry.initial_delay = Duration::from_millis(10);
+    config.retry.max_delay = Duration::from_millis(20);
+    let google = Google::new(config)
+        .await
+        .expect("the clients are configured");
+
+    let error = google
+        .for_service_account(PROVISIONER)
+        .verify_access()
+        .await
+        .expect_err("nothing listens");
+
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(error.status(), None);
+    assert!(
+        matches!(&error, GoogleError::Impersonation { source, .. } if source.label() == "connection"),
+        "{error:?}"
+    );
+}
