@@ -280,7 +280,9 @@ async fn decide(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
         JoinDecision::Approve { duration } => {
             let mut status = status;
             let approved_at = now();
-            let expires_at = approved_at + signed(duration);
+            // Kubernetes keeps timestamps to the second; the membership gets the very same
+            // expiry as the status, so that both tell the same story.
+            let expires_at = whole_seconds(approved_at + signed(duration));
             status.phase = Some(Phase::Approved);
             status.reason = Some("SelfApproved".to_owned());
             status.message = Some(format!(
@@ -299,6 +301,10 @@ async fn decide(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
             grant_to(&approved, ctx, &target).await
         }
     }
+}
+
+fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn signed(duration: Duration) -> SignedDuration {
