@@ -155,7 +155,7 @@ impl ControlPlane {
     /// The kubeconfig file that logs in as `user`, for `kubectl --kubeconfig` or for a
     /// program under test. Its context's namespace is `default`.
     pub fn kubeconfig(&self, user: User) -> PathBuf {
-        self.dir.join(format!("{}.kubeconfig", user.handle()))
+        user::kubeconfig_path(&self.dir, user)
     }
 
     /// A client configuration that logs in as `user`.
@@ -430,7 +430,7 @@ impl ControlPlane {
                     let body = response.text().await.unwrap_or_default();
                     last = format!("{status}: {}", failed_checks(&body));
                 }
-                Err(error) => last = format!("{error:#}"),
+                Err(error) => last = error_chain(&error),
             }
 
             if Instant::now() >= deadline {
@@ -469,6 +469,19 @@ fn failed_checks(body: &str) -> String {
     } else {
         failed.join("; ")
     }
+}
+
+/// An error and its sources on one line, since an HTTP client's error alone rarely says
+/// whether the connection was refused or TLS failed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Asks the kernel for `N` distinct free loopback ports. Another process may take one before

@@ -91,6 +91,11 @@ pub(crate) fn write_token_file(path: &Path) -> anyhow::Result<()> {
     fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Where the kubeconfig of `user` lives in a control plane's directory.
+pub(crate) fn kubeconfig_path(dir: &Path, user: User) -> PathBuf {
+    dir.join(format!("{}.kubeconfig", user.handle()))
+}
+
 /// Writes a kubeconfig for `user` into `dir` and returns its path.
 pub(crate) fn write_kubeconfig(
     dir: &Path,
@@ -98,7 +103,7 @@ pub(crate) fn write_kubeconfig(
     server_url: &str,
     ca_file: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("{}.kubeconfig", user.handle()));
+    let path = kubeconfig_path(dir, user);
     let handle = user.handle();
     let contents = format!(
         "apiVersion: v1
