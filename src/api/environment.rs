@@ -18,7 +18,7 @@ use crate::policy::{AccessEntrySpec, ConstraintsSpec, EnvironmentFields};
     doc = "An environment of JIT groups: one per namespace, named as in the group emails.",
     status = "JitEnvironmentStatus",
     shortname = "jitenv",
-    category = "jitgroups",
+    category = "jit",
     printcolumn(
         name = "Service-Account",
         type_ = "string",

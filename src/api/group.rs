@@ -18,7 +18,7 @@ use crate::policy::{AccessEntrySpec, ConstraintsSpec, GroupFields, IamPrivilegeS
     doc = "A JIT group: a Cloud Identity security group, the IAM roles it holds, and who may join it for how long.",
     status = "JitGroupStatus",
     shortname = "jitg",
-    category = "jitgroups",
+    category = "jit",
     printcolumn(name = "System", type_ = "string", json_path = ".spec.system"),
     printcolumn(name = "Email", type_ = "string", json_path = ".status.email"),
     printcolumn(

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
     doc = "A request to join a JIT group for a while; approvers record decisions on it and its status tells the whole story.",
     status = "JoinRequestStatus",
     shortname = "jr",
-    category = "jitgroups",
+    category = "jit",
     printcolumn(name = "Group", type_ = "string", json_path = ".spec.group"),
     printcolumn(name = "Requester", type_ = "string", json_path = ".spec.requester"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
