@@ -57,6 +57,25 @@ pub struct JitEnvironmentSpec {
     /// Constraints for groups that set none of their own.
     #[serde(default, skip_serializing_if = "is_default")]
     pub constraints: ConstraintsSpec,
+    /// How long a request that needs approval may wait for decisions before it ends as
+    /// `TimedOut`, as an ISO-8601 duration; default `PT1H`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<String>,
+    /// What to do with members of the environment's JIT groups that no Active JoinRequest
+    /// accounts for (added out of band): `Remove` them (the default) or only `Report` them
+    /// in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_members: Option<UnmanagedMembers>,
+}
+
+/// What happens to members of a JIT group that no Active JoinRequest accounts for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UnmanagedMembers {
+    /// Remove them, with an event naming each.
+    #[default]
+    Remove,
+    /// Leave them, with an event naming each.
+    Report,
 }
 
 fn is_default(constraints: &ConstraintsSpec) -> bool {
@@ -86,6 +105,11 @@ pub struct JitEnvironmentStatus {
     /// otherwise its reason and message say what to fix.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Cloud Identity groups named like the environment's JIT groups
+    /// (`jit.{environment}.*@{groupsDomain}`) that no JitGroup of the namespace covers. They
+    /// are reported, never deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphan_groups: Vec<String>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -15,9 +15,11 @@ mod request;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use environment::{JitEnvironment, JitEnvironmentSpec, JitEnvironmentStatus};
+pub use environment::{JitEnvironment, JitEnvironmentSpec, JitEnvironmentStatus, UnmanagedMembers};
 pub use group::{JitGroup, JitGroupSpec, JitGroupStatus, Privileges};
-pub use request::{JoinRequest, JoinRequestSpec, JoinRequestStatus, Phase};
+pub use request::{
+    ApprovalSpec, Decision, DecisionStatus, JoinRequest, JoinRequestSpec, JoinRequestStatus, Phase,
+};
 
 /// The API group of all resources.
 pub const GROUP: &str = "jitgroups.dev";

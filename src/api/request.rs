@@ -40,6 +40,57 @@ pub struct JoinRequestSpec {
     pub duration: Option<String>,
     /// Why the access is needed, for approvers and the audit trail.
     pub justification: String,
+    /// Decisions of approvers, in the order they were made. The spec is otherwise
+    /// immutable: an approver appends their own entry, and the admission webhook fills in
+    /// `approver` and `decidedAt` from the caller's identity and the time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalSpec>,
+}
+
+/// One approver's decision on a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    /// `Approve` or `Deny`.
+    pub decision: Decision,
+    /// Why, for the requester and the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Google identity (email) of who decided; set by the admission webhook from the
+    /// caller's Kubernetes identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// When the decision was made; set by the admission webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+}
+
+/// An approver's decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Decision {
+    /// Grant the request.
+    #[default]
+    Approve,
+    /// Refuse the request; one counted Deny ends it as `Denied`.
+    Deny,
+}
+
+/// What the controller made of one decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionStatus {
+    /// Who decided.
+    pub approver: String,
+    /// What they decided.
+    pub decision: Decision,
+    /// When.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+    /// Whether the decision counts towards the outcome.
+    pub counted: bool,
+    /// Why it counts or not, e.g. `holds APPROVE_OTHERS through user:bob@example.com` or
+    /// `carol@example.com does not hold APPROVE_OTHERS`.
+    pub reason: String,
 }
 
 /// Where a request stands.
@@ -103,6 +154,9 @@ pub struct JoinRequestStatus {
     /// Principals whose approval would count, while the request waits for one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// Every decision in `spec.approvals`, whether it counted, and why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<DecisionStatus>,
     /// When the controller first saw the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<Time>,

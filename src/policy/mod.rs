@@ -29,6 +29,19 @@ pub struct ConstraintsSpec {
     /// Constraints that apply when someone joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinConstraintsSpec>,
+    /// Constraints that apply when someone approves another person's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<ApproveConstraintsSpec>,
+}
+
+/// Constraints that apply to approvals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApproveConstraintsSpec {
+    /// How many distinct approvers must approve a request that the requester cannot approve
+    /// themselves; at least 1, default 1. A group without it uses its environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_approvals: Option<u32>,
 }
 
 /// Constraints that apply when someone joins.

@@ -333,7 +333,10 @@ pub mod objects {
                             default: Some("PT1H".into()),
                         }),
                     }),
+                    approve: None,
                 },
+                approval_timeout: None,
+                unmanaged_members: None,
             },
             status: None,
         }
@@ -377,6 +380,7 @@ pub mod objects {
                 requester: requester.into(),
                 duration: Some(duration.into()),
                 justification: "investigating an incident".into(),
+                approvals: vec![],
             },
             status: None,
         }
