@@ -355,6 +355,7 @@ mod tests {
                     default: None,
                 }),
             }),
+            approve: None,
         }
     }
 
