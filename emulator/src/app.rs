@@ -98,6 +98,10 @@ impl AppState {
         let faulted = hit.as_ref().is_some_and(|hit| hit.error.is_some());
         lock(&self.counters).record(method, token.as_deref(), faulted);
 
+        let hit = match hit {
+            Some(hit) if hit.after_effect => crate::faults::defer(hit),
+            other => other,
+        };
         if let Some(hit) = hit {
             if !hit.latency.is_zero() {
                 tokio::time::sleep(hit.latency).await;

@@ -17,6 +17,8 @@ pub struct Hit {
     pub latency: Duration,
     /// The error to answer with, if the rule injects one.
     pub error: Option<ApiError>,
+    /// Whether the request is carried out before the latency and the error apply.
+    pub after_effect: bool,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,7 @@ impl Faults {
             return Some(Hit {
                 latency: Duration::from_millis(rule.latency_ms.unwrap_or_default()),
                 error: rule.status.map(|status| fault_error(method, status, rule)),
+                after_effect: rule.after_effect,
             });
         }
         None
@@ -185,4 +188,45 @@ mod tests {
         assert!(faults.add(FaultRule::always("groups.create", 500)).is_err());
         assert!(faults.add(FaultRule::always("*", 418)).is_err());
     }
+}
+
+tokio::task_local! {
+    /// The fault to apply to the answer of the request being served, if any.
+    static AFTER_EFFECT: std::cell::RefCell<Option<Hit>>;
+}
+
+/// Keeps `hit` for [`apply_after_effects`] to apply once the request has been carried out.
+/// Outside a request served through that layer, the hit is handed back to apply at once.
+pub fn defer(hit: Hit) -> Option<Hit> {
+    let mut hit = Some(hit);
+    let _ = AFTER_EFFECT.try_with(|slot| *slot.borrow_mut() = hit.take());
+    hit
+}
+
+/// A layer around every API route: serves the request, then applies the after-effect fault
+/// that [`defer`] kept for it.
+pub async fn apply_after_effects(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+
+    AFTER_EFFECT
+        .scope(std::cell::RefCell::new(None), async move {
+            let response = next.run(request).await;
+            let Some(hit) = AFTER_EFFECT.with(|slot| slot.borrow_mut().take()) else {
+                return response;
+            };
+            if !hit.latency.is_zero() {
+                tokio::time::sleep(hit.latency).await;
+            }
+            match hit.error {
+                Some(error) => {
+                    tracing::info!(status = %error.code.status_name(), "injected fault after the change");
+                    error.into_response()
+                }
+                None => response,
+            }
+        })
+        .await
 }

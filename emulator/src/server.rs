@@ -50,6 +50,9 @@ fn router(app: App) -> Router {
         .fallback(|uri: Uri| async move {
             ApiError::not_found(format!("The requested URL {} was not found.", uri.path()))
         })
+        .layer(axum::middleware::from_fn(
+            crate::faults::apply_after_effects,
+        ))
         .with_state(app)
 }
 

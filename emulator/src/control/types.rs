@@ -257,6 +257,11 @@ pub struct FaultRule {
     /// do not disturb each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// When true, a hit request is carried out first and only its answer is delayed or
+    /// replaced by the error: the change is made but the caller does not learn it, as when
+    /// an answer is lost. When false (the default), the fault comes before anything happens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_effect: bool,
 }
 
 impl FaultRule {
@@ -271,6 +276,7 @@ impl FaultRule {
             retry_after_seconds: None,
             seed: None,
             token: None,
+            after_effect: false,
         }
     }
 
@@ -283,6 +289,13 @@ impl FaultRule {
     /// The same rule, hitting at most `count` requests.
     pub fn with_count(mut self, count: u64) -> FaultRule {
         self.count = Some(count);
+        self
+    }
+
+    /// The same rule, applied after the request was carried out: the change is made, and the
+    /// answer is delayed or replaced by the error.
+    pub fn after_effect(mut self) -> FaultRule {
+        self.after_effect = true;
         self
     }
 

@@ -254,3 +254,45 @@ async fn latency_delays_the_answer() {
         .expect("a latency-only rule does not fail the call");
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn a_fault_after_the_effect_makes_the_change_but_loses_the_answer() {
+    let emulator = emulator();
+    let control = emulator.control();
+    control
+        .add_fault(
+            &FaultRule::always("cloudidentity.groups.memberships.create", 503)
+                .after_effect()
+                .with_count(1),
+        )
+        .await
+        .expect("the rule is accepted");
+    let hub = cloud_identity(&emulator, PROVISIONER_TOKEN);
+    let group = create_group(&hub, "jit.prod.sys.lost@example.com").await;
+
+    let error = hub
+        .groups()
+        .memberships_create(membership("bob@example.com", None), &group)
+        .doit()
+        .await
+        .expect_err("the answer is replaced by the fault");
+    let (code, status, _) = google_error(&error);
+    assert_eq!((code, status.as_str()), (503, "UNAVAILABLE"));
+
+    let state = control.state().await.expect("state");
+    let snapshot = state.group("jit.prod.sys.lost@example.com").expect("group");
+    assert_eq!(
+        snapshot.member_emails(),
+        vec!["bob@example.com"],
+        "the change was made"
+    );
+
+    let retried = hub
+        .groups()
+        .memberships_create(membership("bob@example.com", None), &group)
+        .doit()
+        .await
+        .expect_err("a retry finds the membership");
+    let (code, status, _) = google_error(&retried);
+    assert_eq!((code, status.as_str()), (409, "ALREADY_EXISTS"));
+}
