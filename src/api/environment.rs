@@ -93,6 +93,7 @@ impl JitEnvironmentSpec {
             allowed_resources: &self.allowed_resources,
             access: &self.access,
             constraints: &self.constraints,
+            approval_timeout: self.approval_timeout.as_deref(),
         }
     }
 }

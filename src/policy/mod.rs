@@ -3,6 +3,7 @@
 //! tested directly.
 
 pub mod access;
+pub mod approval;
 pub mod expiry;
 pub mod names;
 pub mod privileges;
@@ -14,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AccessCheck, AccessEntrySpec, AccessList, Permissions, Principal, Subject};
+pub use approval::{Decision, Judgement, Tally};
 pub use expiry::{ExpiryConstraint, ExpirySpec, ExpiryViolation};
 pub use names::GroupId;
 pub use privileges::{
@@ -57,6 +59,25 @@ impl ConstraintsSpec {
     fn expiry(&self) -> Option<&ExpirySpec> {
         self.join.as_ref().and_then(|j| j.expiry.as_ref())
     }
+
+    fn min_approvals(&self) -> Option<u32> {
+        self.approve.as_ref().and_then(|a| a.min_approvals)
+    }
+}
+
+/// How long a request may wait for approval when the environment sets nothing.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const MIN_APPROVALS_PATH: &str = "spec.constraints.approve.minApprovals";
+
+fn check_min_approvals(value: Option<u32>, problems: &mut Problems) -> Option<u32> {
+    match value {
+        Some(0) => {
+            problems.invalid(MIN_APPROVALS_PATH, "0", "must be at least 1");
+            None
+        }
+        other => other,
+    }
 }
 
 /// The fields of an environment's policy, borrowed from wherever they are kept.
@@ -76,6 +97,8 @@ pub struct EnvironmentFields<'a> {
     pub access: &'a [AccessEntrySpec],
     /// Constraints every group inherits.
     pub constraints: &'a ConstraintsSpec,
+    /// How long a request may wait for approval, as an ISO-8601 duration.
+    pub approval_timeout: Option<&'a str>,
 }
 
 /// A validated environment policy.
@@ -95,6 +118,10 @@ pub struct EnvironmentPolicy {
     pub access: AccessList,
     /// Expiry constraint for groups that set none.
     pub expiry: Option<ExpiryConstraint>,
+    /// Approvals needed for groups that set none.
+    pub min_approvals: Option<u32>,
+    /// How long a request may wait for approval before it times out.
+    pub approval_timeout: Duration,
 }
 
 fn check_customer_id(value: &str) -> Result<(), String> {
@@ -149,6 +176,17 @@ impl EnvironmentPolicy {
                 .map_err(|e| problems.extend(e))
                 .ok()
         });
+        let min_approvals = check_min_approvals(fields.constraints.min_approvals(), &mut problems);
+        let approval_timeout = match fields.approval_timeout {
+            None => Some(DEFAULT_APPROVAL_TIMEOUT),
+            Some(text) => problems
+                .parse(
+                    "spec.approvalTimeout",
+                    text,
+                    expiry::PolicyDuration::parse(text),
+                )
+                .map(|d| d.duration()),
+        };
         problems.finish(|| Self {
             name: fields.name.to_ascii_lowercase(),
             service_account: fields.service_account.to_owned(),
@@ -157,6 +195,8 @@ impl EnvironmentPolicy {
             allowed_resources,
             access: access.unwrap_or_default(),
             expiry,
+            min_approvals,
+            approval_timeout: approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
         })
     }
 }
@@ -189,6 +229,8 @@ pub struct GroupPolicy {
     pub expiry: ExpiryConstraint,
     /// Roles the group holds, by resource.
     pub bindings: BindingsByResource,
+    /// Distinct approvals a request needs when the requester cannot approve it.
+    pub min_approvals: u32,
 }
 
 impl GroupPolicy {
@@ -235,6 +277,9 @@ impl GroupPolicy {
             &env.allowed_resources,
             &mut problems,
         );
+        let min_approvals = check_min_approvals(fields.constraints.min_approvals(), &mut problems)
+            .or(env.min_approvals)
+            .unwrap_or(1);
         let id = GroupId::new(&env.name, fields.system, fields.name);
         match (own_access, expiry) {
             (Some(own_access), Some(expiry)) => problems.finish(|| Self {
@@ -243,6 +288,7 @@ impl GroupPolicy {
                 access: env.access.followed_by(&own_access),
                 expiry,
                 bindings,
+                min_approvals,
             }),
             _ => Err(problems.into_errors()),
         }
@@ -335,10 +381,10 @@ fn explain(check: &AccessCheck) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn allow(principal: &str, permissions: &str) -> AccessEntrySpec {
+    pub(crate) fn allow(principal: &str, permissions: &str) -> AccessEntrySpec {
         AccessEntrySpec {
             principal: principal.into(),
             allow: Some(permissions.into()),
@@ -346,7 +392,7 @@ mod tests {
         }
     }
 
-    fn expiry(min: &str, max: &str) -> ConstraintsSpec {
+    pub(crate) fn expiry(min: &str, max: &str) -> ConstraintsSpec {
         ConstraintsSpec {
             join: Some(JoinConstraintsSpec {
                 expiry: Some(ExpirySpec {
@@ -359,7 +405,10 @@ mod tests {
         }
     }
 
-    fn environment(access: &[AccessEntrySpec], constraints: &ConstraintsSpec) -> EnvironmentPolicy {
+    pub(crate) fn environment(
+        access: &[AccessEntrySpec],
+        constraints: &ConstraintsSpec,
+    ) -> EnvironmentPolicy {
         EnvironmentPolicy::parse(EnvironmentFields {
             name: "prod",
             service_account: "jit-prod@ops.iam.gserviceaccount.com",
@@ -368,8 +417,13 @@ mod tests {
             allowed_resources: &["projects/shared-prod".into(), "folders/100".into()],
             access,
             constraints,
+            approval_timeout: None,
         })
         .unwrap()
+    }
+
+    pub(crate) fn group_with(env: &EnvironmentPolicy, access: &[AccessEntrySpec]) -> GroupPolicy {
+        group(env, access)
     }
 
     fn group(env: &EnvironmentPolicy, access: &[AccessEntrySpec]) -> GroupPolicy {
@@ -484,6 +538,7 @@ mod tests {
                 deny: Some("ALL".into()),
             }],
             constraints: &expiry("PT1H", "P1D"),
+            approval_timeout: None,
         })
         .unwrap();
         let group = group(&env, &[allow("domain:example.com", "JOIN, APPROVE_SELF")]);
@@ -504,6 +559,7 @@ mod tests {
             allowed_resources: &["projects/x".into()],
             access: &[allow("user:alice", "JOIN")],
             constraints: &expiry("P2D", "P1D"),
+            approval_timeout: Some("soon"),
         })
         .unwrap_err();
         let fields: Vec<_> = err.problems().iter().map(|p| p.field.as_str()).collect();
@@ -517,6 +573,7 @@ mod tests {
                 "spec.allowedResources[0]",
                 "spec.access[0].principal",
                 "spec.constraints.join.expiry.min",
+                "spec.approvalTimeout",
             ]
         );
     }
@@ -574,5 +631,40 @@ mod tests {
             text.contains("spec.privileges.iam[0].resource: Forbidden: \"projects/elsewhere\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn min_approvals_default_to_one_inherit_from_the_environment_and_refuse_zero() {
+        let approve = |n: u32| ConstraintsSpec {
+            join: expiry("PT1H", "P1D").join,
+            approve: Some(ApproveConstraintsSpec {
+                min_approvals: Some(n),
+            }),
+        };
+        let plain = environment(&[], &expiry("PT1H", "P1D"));
+        assert_eq!(group(&plain, &[]).min_approvals, 1);
+        let strict = environment(&[], &approve(2));
+        assert_eq!(group(&strict, &[]).min_approvals, 2);
+        let err = GroupPolicy::parse(
+            &plain,
+            GroupFields {
+                name: "readers",
+                system: "data",
+                access: &[],
+                constraints: &approve(0),
+                privileges: &[],
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.constraints.approve.minApprovals: Invalid value: \"0\": must be at least 1"
+        );
+    }
+
+    #[test]
+    fn the_approval_timeout_defaults_to_an_hour() {
+        let env = environment(&[], &expiry("PT1H", "P1D"));
+        assert_eq!(env.approval_timeout, DEFAULT_APPROVAL_TIMEOUT);
     }
 }
