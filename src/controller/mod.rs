@@ -3,6 +3,7 @@
 mod environment;
 mod error;
 mod group;
+mod history;
 mod request;
 mod status;
 
@@ -37,6 +38,9 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// Identity of this instance in events, e.g. the pod name.
     pub instance: String,
+    /// How long finished JoinRequests are kept after `status.finishedAt` before they are
+    /// deleted.
+    pub history_retention: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             namespace: None,
             resync_interval: Duration::from_secs(600),
             instance: FIELD_MANAGER.to_owned(),
+            history_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -95,9 +100,13 @@ impl Context {
 
     /// The periodic resync interval with up to 10% jitter, so that objects spread out.
     fn resync(&self) -> Action {
+        Action::requeue(self.resync_delay())
+    }
+
+    /// The delay until the next periodic resync, jittered.
+    fn resync_delay(&self) -> Duration {
         let base = self.settings.resync_interval;
-        let jitter = base.mul_f64(rand::random::<f64>() * 0.1);
-        Action::requeue(base + jitter)
+        base + base.mul_f64(rand::random::<f64>() * 0.1)
     }
 
     /// Loads and validates the environment of `namespace`.
@@ -302,6 +311,22 @@ pub async fn run(
         .run(request::reconcile, request::error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let history = {
+        let stop = signal(&shutdown_tx);
+        let sweeper = history::run(
+            client.clone(),
+            ns.clone(),
+            settings.history_retention,
+            metrics.clone(),
+        );
+        async move {
+            tokio::select! {
+                () = sweeper => {}
+                () = stop => {}
+            }
+        }
+    };
+
     let stores = (
         environment_controller_store,
         group_controller_store,
@@ -321,5 +346,10 @@ pub async fn run(
         let _ = shutdown_tx.send(());
     };
     tokio::spawn(stopper);
-    tokio::join!(environment_controller, group_controller, request_controller);
+    tokio::join!(
+        environment_controller,
+        group_controller,
+        request_controller,
+        history
+    );
 }

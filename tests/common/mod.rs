@@ -135,6 +135,7 @@ impl Harness {
             namespace: Some(self.namespace.clone()),
             resync_interval: Duration::from_secs(60),
             instance: format!("test-{}", self.namespace),
+            ..Settings::default()
         };
         let client = self.admin.clone();
         let metrics = self.metrics.clone();
