@@ -2,10 +2,9 @@
 //! when it is dropped, when its test panics, when it sits in a `static` until the process
 //! exits, and when the test process is killed.
 //!
-//! The last two cases need a test process that ends, so this binary runs itself again as a
-//! child with an ignored helper test, selected by an environment variable.
+//! The last two cases need a test process that ends, so they run the `lifetime-probe`
+//! binary of this crate as a stand-in for one.
 
-use std::env;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,9 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jit_test_support::ControlPlane;
-
-/// Tells the helper test which ending to act out; without it the helper does nothing.
-const HELPER_VARIABLE: &str = "JIT_LIFETIME_HELPER";
 
 /// How long cleanup may take after the test process is gone.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,16 +56,10 @@ fn assert_cleaned_up_within(dir: &Path, timeout: Duration) {
     }
 }
 
-/// Runs the helper test in a child process and returns it with the directory it reported.
+/// Runs `lifetime-probe` acting out `ending` and returns it with the directory it reported.
 fn spawn_helper(ending: &str) -> (Child, PathBuf) {
-    let mut child = Command::new(env::current_exe().expect("the test binary's path"))
-        .args([
-            "--exact",
-            "helper_acting_out_an_ending",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(HELPER_VARIABLE, ending)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifetime-probe"))
+        .arg(ending)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -82,26 +72,6 @@ fn spawn_helper(ending: &str) -> (Child, PathBuf) {
         .find_map(|line| line.strip_prefix("DIR=").map(PathBuf::from))
         .expect("the helper reports its control plane's directory");
     (child, dir)
-}
-
-#[tokio::test]
-#[ignore = "a helper that the other tests of this file run in a child process"]
-async fn helper_acting_out_an_ending() {
-    match env::var(HELPER_VARIABLE).as_deref() {
-        Ok("exit-with-a-shared-control-plane") => {
-            let plane = ControlPlane::shared();
-            println!("DIR={}", plane.dir().display());
-            std::process::exit(0);
-        }
-        Ok("wait-to-be-killed") => {
-            let plane = ControlPlane::start()
-                .await
-                .expect("the control plane starts");
-            println!("DIR={}", plane.dir().display());
-            tokio::time::sleep(Duration::from_secs(300)).await;
-        }
-        _ => {}
-    }
 }
 
 #[tokio::test]
