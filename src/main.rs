@@ -13,6 +13,7 @@ use jit_groups_controller::google::{BaseCredentials, Google, GoogleConfig};
 use jit_groups_controller::metrics::Metrics;
 use jit_groups_controller::server::{self, Health};
 use jit_groups_controller::telemetry::{self, LogFormat};
+use jit_groups_controller::webhook::{self, Webhook};
 
 /// Just-in-time, time-bound access to Google Cloud through JIT groups.
 #[derive(Parser)]
@@ -78,6 +79,9 @@ struct RunArgs {
     /// Name of this instance in events, e.g. the pod name.
     #[arg(long, env = "POD_NAME", default_value = "jit-groups-controller")]
     instance: String,
+
+    #[command(flatten)]
+    webhook: webhook::Args,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -154,6 +158,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Health::new(metrics.clone());
     let server = tokio::spawn(server::serve(args.metrics_address, health.clone()));
 
+    let webhook = match args.webhook.settings()? {
+        Some(settings) => Some(
+            Webhook::start(client.clone(), settings)
+                .await
+                .context("cannot start the admission webhooks")?,
+        ),
+        None => None,
+    };
+    let webhook_watch = webhook.map(|mut webhook| {
+        tokio::spawn(async move {
+            if let Err(error) = webhook.stopped().await {
+                tracing::error!(%error, "the admission webhooks stopped");
+            }
+        })
+    });
+
     let settings = Settings {
         namespace: args.namespace,
         resync_interval: args.resync_interval,
@@ -166,5 +186,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = move || health.set_ready();
     controller::run(client, google, settings, metrics, ready, shutdown).await;
     server.abort();
+    if let Some(webhook) = webhook_watch {
+        webhook.abort();
+    }
     Ok(())
 }
