@@ -9,6 +9,7 @@
 pub mod api;
 pub mod controller;
 pub mod google;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod server;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use jit_groups_controller::api;
 use jit_groups_controller::controller::{self, Settings};
 use jit_groups_controller::google::{BaseCredentials, Google, GoogleConfig};
+use jit_groups_controller::leader;
 use jit_groups_controller::metrics::Metrics;
 use jit_groups_controller::server::{self, Health};
 use jit_groups_controller::telemetry::{self, LogFormat};
@@ -33,7 +34,7 @@ enum Command {
     },
     /// Run the controller against the cluster of the current kubeconfig or the pod's service
     /// account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +81,19 @@ struct RunArgs {
     #[arg(long, env = "POD_NAME", default_value = "jit-groups-controller")]
     instance: String,
 
+    /// How long finished join requests are kept after they finished before they are
+    /// deleted, e.g. `720h` (30 days) or `PT720H`.
+    #[arg(
+        long,
+        env = "JIT_HISTORY_RETENTION",
+        default_value = "720h",
+        value_parser = parse_duration
+    )]
+    history_retention: Duration,
+
+    #[command(flatten)]
+    leader: leader::Args,
+
     #[command(flatten)]
     webhook: webhook::Args,
 }
@@ -95,7 +109,7 @@ async fn main() -> ExitCode {
         Command::Crd { output_dir } => print_crds(output_dir),
         Command::Run(args) => {
             telemetry::init(args.log_format);
-            match run(args).await {
+            match run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "controller stopped");
@@ -178,13 +192,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         resync_interval: args.resync_interval,
         instance: args.instance,
+        history_retention: args.history_retention,
     };
     tracing::info!(namespace = ?settings.namespace, "starting controllers");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let ready = move || health.set_ready();
-    controller::run(client, google, settings, metrics, ready, shutdown).await;
+    match args.leader.lease_config(&client, &settings.instance)? {
+        Some(lease) => {
+            // A follower is healthy and ready to take over; it must not hold up a rollout.
+            ready();
+            let elector = leader::Elector::new(client.clone(), lease, metrics.clone())?;
+            leader::lead(elector, shutdown, |stop| {
+                controller::run(client, google, settings, metrics, || {}, stop.wait())
+            })
+            .await?;
+        }
+        None => controller::run(client, google, settings, metrics, ready, shutdown).await,
+    }
     server.abort();
     if let Some(webhook) = webhook_watch {
         webhook.abort();

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use kube::runtime::reflector::Store;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::api::{JoinRequest, Phase};
@@ -20,6 +20,11 @@ pub struct Metrics {
     grants: IntCounter,
     requests: IntGaugeVec,
     request_store: Mutex<Option<Store<JoinRequest>>>,
+    unmanaged_removed: IntCounter,
+    unmanaged_reported: IntCounter,
+    orphan_groups: IntGaugeVec,
+    history_deleted: IntCounter,
+    leader: IntGauge,
 }
 
 impl Metrics {
@@ -53,11 +58,41 @@ impl Metrics {
             ),
             &["phase"],
         )?;
+        let unmanaged_removed = IntCounter::new(
+            "unmanaged_members_removed_total",
+            "Members of JIT groups that no request accounted for, removed",
+        )?;
+        let unmanaged_reported = IntCounter::new(
+            "unmanaged_members_reported_total",
+            "Times a member that no request accounted for was found and left in place, because \
+             the environment's unmanagedMembers is Report",
+        )?;
+        let orphan_groups = IntGaugeVec::new(
+            Opts::new(
+                "orphan_groups",
+                "Cloud Identity groups named like an environment's JIT groups that no JitGroup \
+                 covers, by the environment's namespace",
+            ),
+            &["namespace"],
+        )?;
+        let history_deleted = IntCounter::new(
+            "history_deleted_total",
+            "Finished join requests deleted after the history retention",
+        )?;
+        let leader = IntGauge::new(
+            "leader",
+            "1 while this instance holds the leader lease and runs the controllers, else 0",
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(grants.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(unmanaged_removed.clone()))?;
+        registry.register(Box::new(unmanaged_reported.clone()))?;
+        registry.register(Box::new(orphan_groups.clone()))?;
+        registry.register(Box::new(history_deleted.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -66,6 +101,11 @@ impl Metrics {
             grants,
             requests,
             request_store: Mutex::new(None),
+            unmanaged_removed,
+            unmanaged_reported,
+            orphan_groups,
+            history_deleted,
+            leader,
         })
     }
 
@@ -84,6 +124,50 @@ impl Metrics {
     /// Records a membership added or extended.
     pub fn granted(&self) {
         self.grants.inc();
+    }
+
+    /// Records a member that no request accounted for, removed from its group.
+    pub fn unmanaged_member_removed(&self) {
+        self.unmanaged_removed.inc();
+    }
+
+    /// Records a member that no request accounted for, found and left in its group.
+    pub fn unmanaged_member_reported(&self) {
+        self.unmanaged_reported.inc();
+    }
+
+    /// Sets the number of orphan groups of the environment in `namespace`; `None` forgets the
+    /// namespace, for an environment that is gone.
+    pub fn set_orphan_groups(&self, namespace: &str, count: Option<usize>) {
+        match count {
+            Some(count) => self
+                .orphan_groups
+                .with_label_values(&[namespace])
+                .set(i64::try_from(count).unwrap_or(i64::MAX)),
+            None => {
+                let _ = self.orphan_groups.remove_label_values(&[namespace]);
+            }
+        }
+    }
+
+    /// Records a finished request deleted after the history retention.
+    pub fn history_deleted(&self) {
+        self.history_deleted.inc();
+    }
+
+    /// Records whether this instance leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Whether this instance leads, as last recorded.
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
+    /// Reconciles run so far by `controller` (`jitenvironment`, `jitgroup`, `joinrequest`).
+    pub fn reconciles(&self, controller: &str) -> u64 {
+        self.reconciles.with_label_values(&[controller]).get()
     }
 
     /// Counts requests by phase from `store` whenever metrics are gathered.

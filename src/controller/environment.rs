@@ -1,6 +1,8 @@
-//! The JitEnvironment reconciler: validates the environment and proves that its service
-//! account can be impersonated.
+//! The JitEnvironment reconciler: validates the environment, proves that its service
+//! account can be impersonated, and reports the Cloud Identity groups named like the
+//! environment's JIT groups that no JitGroup covers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use super::status::{apply_status, set_condition};
 use super::{Context, Error, key, measured, retry_delay};
 use crate::api::{JitEnvironment, JitGroup, READY};
 use crate::policy::EnvironmentPolicy;
+use crate::policy::names::{GroupId, MAX_GROUP_NAME, MAX_SYSTEM_NAME, check_name};
 
 /// Keeps an environment until the groups of its namespace are gone, so that their
 /// bindings can still be removed with its service account.
@@ -50,7 +53,8 @@ async fn apply(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
     let mut status = env.status.clone().unwrap_or_default();
     status.observed_generation = generation;
 
-    let (ok, reason, message) = match EnvironmentPolicy::parse(env.spec.fields(&name)) {
+    let parsed = EnvironmentPolicy::parse(env.spec.fields(&name));
+    let (ok, reason, message) = match &parsed {
         Err(errors) => (false, "InvalidSpec", errors.to_string()),
         Ok(policy) => {
             match ctx
@@ -82,6 +86,27 @@ async fn apply(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
+    let previous_orphans = status.orphan_groups.clone();
+    let mut search_failure = None;
+    if let (true, Ok(policy)) = (ok, &parsed) {
+        match find_orphans(env, ctx, policy).await {
+            Ok(orphans) => {
+                ctx.metrics
+                    .set_orphan_groups(&namespace, Some(orphans.len()));
+                status.orphan_groups = orphans;
+            }
+            Err(Error::Google(error)) => {
+                tracing::warn!(
+                    environment = %key(env),
+                    error = %error.full_message(),
+                    "could not search for orphan groups; the last list is kept"
+                );
+                search_failure = Some(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+
     let was_ready = super::status::is_true(&status.conditions, READY);
     set_condition(
         &mut status.conditions,
@@ -103,8 +128,123 @@ async fn apply(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
                 .await;
         }
     }
-    tracing::info!(environment = %key(env), ready = ok, reason, "reconciled environment");
-    Ok(ctx.resync())
+    publish_orphan_changes(env, ctx, &previous_orphans, &status.orphan_groups).await;
+    tracing::info!(
+        environment = %key(env),
+        ready = ok,
+        reason,
+        orphan_groups = status.orphan_groups.len(),
+        "reconciled environment"
+    );
+    match search_failure {
+        Some(error) if error.is_transient() => Err(error.into()),
+        _ => Ok(ctx.resync()),
+    }
+}
+
+/// Searches Cloud Identity for the groups named like the environment's JIT groups, and
+/// returns, sorted, the emails of those that no JitGroup of the namespace covers.
+///
+/// The JitGroups are read after the search, so a JitGroup created while the search ran
+/// covers its group rather than making it look orphaned.
+async fn find_orphans(
+    env: &JitEnvironment,
+    ctx: &Context,
+    policy: &EnvironmentPolicy,
+) -> Result<Vec<String>, Error> {
+    let namespace = env.namespace().unwrap_or_default();
+    let client = ctx.google.for_service_account(&policy.service_account);
+    let prefix = GroupId::environment_prefix(&policy.name);
+    let found = client
+        .search_groups_by_prefix(&policy.customer_id, &prefix)
+        .await
+        .map_err(Error::Google)?;
+    let groups: Api<JitGroup> = ctx.api(&namespace);
+    let jit_groups = groups.list(&Default::default()).await?.items;
+    Ok(orphan_emails(
+        found.into_iter().map(|g| g.email),
+        &policy.name,
+        &policy.groups_domain,
+        &jit_groups,
+    ))
+}
+
+/// The emails among `found` that start with the environment's prefix, lie in its groups
+/// domain, and belong to none of `groups`; lower case, sorted, without duplicates.
+///
+/// A JitGroup covers the email its names give (through the policy core's naming scheme),
+/// whether or not the rest of its spec is valid, and the email its status records.
+fn orphan_emails(
+    found: impl IntoIterator<Item = String>,
+    environment: &str,
+    domain: &str,
+    groups: &[JitGroup],
+) -> Vec<String> {
+    let prefix = GroupId::environment_prefix(environment);
+    let suffix = format!("@{}", domain.to_ascii_lowercase());
+    let mut covered = BTreeSet::new();
+    for group in groups {
+        let name = group.name_any();
+        let names_valid = check_name(&name, MAX_GROUP_NAME).is_ok()
+            && check_name(&group.spec.system, MAX_SYSTEM_NAME).is_ok();
+        if names_valid {
+            covered.insert(GroupId::new(environment, &group.spec.system, &name).email(domain));
+        }
+        if let Some(email) = group.status.as_ref().and_then(|s| s.email.as_ref()) {
+            covered.insert(email.to_ascii_lowercase());
+        }
+    }
+    found
+        .into_iter()
+        .map(|email| email.to_ascii_lowercase())
+        .filter(|email| email.starts_with(&prefix) && email.ends_with(&suffix))
+        .filter(|email| !covered.contains(email))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Publishes an event when groups became orphaned and when orphans went away.
+async fn publish_orphan_changes(
+    env: &JitEnvironment,
+    ctx: &Context,
+    previous: &[String],
+    current: &[String],
+) {
+    let before: BTreeSet<&String> = previous.iter().collect();
+    let after: BTreeSet<&String> = current.iter().collect();
+    let appeared: Vec<&str> = after.difference(&before).map(|e| e.as_str()).collect();
+    let gone: Vec<&str> = before.difference(&after).map(|e| e.as_str()).collect();
+    if !appeared.is_empty() {
+        let note = format!(
+            "{} Cloud Identity group(s) named like this environment's JIT groups have no \
+             JitGroup: {}; they are reported in status.orphanGroups and left in place",
+            appeared.len(),
+            appeared.join(", ")
+        );
+        tracing::warn!(environment = %key(env), groups = ?appeared, "orphan groups found");
+        ctx.publish(
+            &env.object_ref(&()),
+            EventType::Warning,
+            "OrphanGroupsFound",
+            note,
+        )
+        .await;
+    }
+    if !gone.is_empty() {
+        let note = format!(
+            "no longer orphaned (a JitGroup covers them now, or they were deleted): {}",
+            gone.join(", ")
+        );
+        tracing::info!(environment = %key(env), groups = ?gone, "orphan groups resolved");
+        ctx.publish(
+            &env.object_ref(&()),
+            EventType::Normal,
+            "OrphanGroupsResolved",
+            note,
+        )
+        .await;
+    }
 }
 
 async fn cleanup(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
@@ -120,5 +260,91 @@ async fn cleanup(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
             Duration::from_secs(5),
         ));
     }
+    ctx.metrics.set_orphan_groups(&namespace, None);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{JitGroupSpec, JitGroupStatus};
+
+    fn group(name: &str, system: &str, email: Option<&str>) -> JitGroup {
+        let mut group = JitGroup::new(
+            name,
+            JitGroupSpec {
+                system: system.into(),
+                ..JitGroupSpec::default()
+            },
+        );
+        group.status = email.map(|e| JitGroupStatus {
+            email: Some(e.into()),
+            ..JitGroupStatus::default()
+        });
+        group
+    }
+
+    fn found(emails: &[&str]) -> Vec<String> {
+        emails.iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    #[test]
+    fn groups_of_the_environment_without_a_jitgroup_are_orphans() {
+        let groups = vec![group("readers", "data", None)];
+
+        let orphans = orphan_emails(
+            found(&[
+                "jit.prod.data.readers@example.com",
+                "jit.prod.data.old@example.com",
+                "JIT.Prod.Compute.Admins@Example.com",
+            ]),
+            "prod",
+            "example.com",
+            &groups,
+        );
+
+        assert_eq!(
+            orphans,
+            vec![
+                "jit.prod.compute.admins@example.com",
+                "jit.prod.data.old@example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_of_other_environments_or_domains_are_not_orphans_of_this_one() {
+        let orphans = orphan_emails(
+            found(&[
+                "jit.production.data.readers@example.com",
+                "jit.prod.data.readers@other.example",
+                "ops@example.com",
+            ]),
+            "prod",
+            "example.com",
+            &[],
+        );
+
+        assert!(orphans.is_empty(), "{orphans:?}");
+    }
+
+    #[test]
+    fn a_jitgroup_covers_its_email_by_name_and_by_status_even_when_its_names_are_invalid() {
+        let groups = vec![
+            group("Readers", "Data", None),
+            group("bad_name", "data", Some("jit.prod.legacy.name@example.com")),
+        ];
+
+        let orphans = orphan_emails(
+            found(&[
+                "jit.prod.data.readers@example.com",
+                "jit.prod.legacy.name@example.com",
+            ]),
+            "prod",
+            "example.com",
+            &groups,
+        );
+
+        assert!(orphans.is_empty(), "{orphans:?}");
+    }
 }

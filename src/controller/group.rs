@@ -1,9 +1,11 @@
 //! The JitGroup reconciler: ensures the Cloud Identity security group and makes the group's
 //! IAM bindings on every resource exactly those its privileges list.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
+use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event};
@@ -11,8 +13,10 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::status::{apply_status, set_condition};
 use super::{Context, EnvironmentState, Error, group_policy, key, measured, retry_delay};
-use crate::api::{JitGroup, JitGroupStatus, READY};
-use crate::google::{self, DesiredBinding, EnvironmentClient, GoogleError};
+use crate::api::{
+    JitEnvironment, JitGroup, JitGroupStatus, JoinRequest, Phase, READY, UnmanagedMembers,
+};
+use crate::google::{self, DesiredBinding, EnvironmentClient, GoogleError, GroupRef};
 use crate::policy::{GroupPolicy, ResourceName, RoleBinding};
 
 /// Keeps a group until its bindings are removed.
@@ -101,7 +105,7 @@ async fn apply(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
 
     let report = reconcile_bindings(&client, &policy, &previous.bound_resources).await;
     status.bound_resources = report.bound.iter().cloned().collect();
-    let transient = report
+    let mut transient = report
         .failed
         .iter()
         .find(|(_, e)| e.is_transient())
@@ -112,8 +116,20 @@ async fn apply(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
         .map(|(resource, e)| format!("{resource}: {}", e.full_message()))
         .collect();
 
+    let members =
+        reconcile_members(group, ctx, &client, &cloud_group, &env.service_account).await?;
+    if let Some(error) = members.error.as_ref().filter(|e| e.is_transient()) {
+        transient.get_or_insert((format!("members of {}", cloud_group.email), error.label()));
+    }
+
     if failures.is_empty() {
-        status.last_error = None;
+        status.last_error = members.error.as_ref().map(|e| {
+            format!(
+                "members of {} could not be checked: {}",
+                cloud_group.email,
+                e.full_message()
+            )
+        });
         let message = format!(
             "group {} holds {} binding(s) on {} resource(s)",
             cloud_group.email,
@@ -158,18 +174,21 @@ async fn apply(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     }
+    members.publish(group, ctx, &cloud_group).await;
     tracing::info!(
         group = %key(group),
         email = %cloud_group.email,
         added = report.added,
         removed = report.removed,
         failed = report.failed.len(),
+        unmanaged_removed = members.removed.len(),
+        unmanaged_reported = members.reported.len(),
         "reconciled group"
     );
     if let Some((resource, label)) = transient {
         return Err(Error::NotYet(
             format!("transient error ({label}) on {resource}"),
-            std::time::Duration::from_secs(5),
+            Duration::from_secs(5),
         ));
     }
     Ok(ctx.resync())
@@ -222,6 +241,270 @@ async fn reconcile_bindings(
         }
     }
     report
+}
+
+/// What became of the members of a group that no request accounts for.
+#[derive(Default)]
+struct MemberReport {
+    /// Members removed, in lower case.
+    removed: Vec<String>,
+    /// Members left in place because the environment only reports them.
+    reported: Vec<String>,
+    /// Members removed and then put back, because a request for them was approved while they
+    /// were being removed, with that request's expiry.
+    restored: Vec<(String, Timestamp)>,
+    /// The Google error that stopped the check, if one did.
+    error: Option<GoogleError>,
+}
+
+impl MemberReport {
+    /// Publishes one event per member found, removed or put back.
+    async fn publish(&self, group: &JitGroup, ctx: &Context, cloud_group: &GroupRef) {
+        let object = group.object_ref(&());
+        for member in &self.removed {
+            let note = format!(
+                "removed {member} from {}: no Approved or Active JoinRequest accounts for the \
+                 membership",
+                cloud_group.email
+            );
+            ctx.publish(&object, EventType::Warning, "UnmanagedMemberRemoved", note)
+                .await;
+        }
+        for member in &self.reported {
+            let note = format!(
+                "{member} is a member of {} but no Approved or Active JoinRequest accounts for \
+                 the membership; it is kept because the environment's unmanagedMembers is Report",
+                cloud_group.email
+            );
+            ctx.publish(&object, EventType::Warning, "UnmanagedMemberFound", note)
+                .await;
+        }
+        for (member, expiry) in &self.restored {
+            let note = format!(
+                "put {member} back into {} until {expiry}: a JoinRequest for them was approved \
+                 while the membership was being removed",
+                cloud_group.email
+            );
+            ctx.publish(&object, EventType::Normal, "MembershipRestored", note)
+                .await;
+        }
+    }
+}
+
+/// Whether `request` accounts for its requester's membership of the JitGroup `group` at
+/// `now`: an Approved request (its membership is being written) or an Active one does, and
+/// so does any request not yet finished whose status records an expiry still to come, since
+/// the expiry is written before the membership.
+fn accounts_for(request: &JoinRequest, group: &str, now: Timestamp) -> bool {
+    if request.spec.group != group {
+        return false;
+    }
+    let Some(status) = &request.status else {
+        return false;
+    };
+    match status.phase {
+        Some(Phase::Approved | Phase::Active) => true,
+        Some(phase) if phase.is_final() => false,
+        _ => status.expires_at.as_ref().is_some_and(|t| t.0 > now),
+    }
+}
+
+/// The members the requests account for, in lower case, each with the latest expiry that
+/// an accounting request records (if any).
+fn accounted_members(
+    requests: &[JoinRequest],
+    group: &str,
+    now: Timestamp,
+) -> BTreeMap<String, Option<Timestamp>> {
+    let mut members: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
+    for request in requests.iter().filter(|r| accounts_for(r, group, now)) {
+        let member = request.spec.requester.trim().to_ascii_lowercase();
+        let expiry = request
+            .status
+            .as_ref()
+            .and_then(|s| s.expires_at.as_ref())
+            .map(|t| t.0);
+        let latest = members.entry(member).or_default();
+        *latest = (*latest).max(expiry);
+    }
+    members
+}
+
+/// The members that JoinRequests of the JitGroup account for, read from the API server
+/// rather than a cache, so that a request approved a moment ago counts.
+async fn read_accounted(
+    ctx: &Context,
+    namespace: &str,
+    group: &str,
+) -> Result<BTreeMap<String, Option<Timestamp>>, Error> {
+    let api: Api<JoinRequest> = ctx.api(namespace);
+    let requests = api.list(&Default::default()).await?.items;
+    Ok(accounted_members(&requests, group, Timestamp::now()))
+}
+
+/// What the environment of `namespace` says to do with unmanaged members. When it cannot be
+/// told (no single environment), members are only reported: removing is never a default
+/// taken in doubt.
+async fn unmanaged_policy(ctx: &Context, namespace: &str) -> Result<UnmanagedMembers, Error> {
+    let api: Api<JitEnvironment> = ctx.api(namespace);
+    let mut environments = api.list(&Default::default()).await?.items;
+    environments.retain(|e| e.metadata.deletion_timestamp.is_none());
+    Ok(match environments.as_slice() {
+        [env] => env.spec.unmanaged_members.unwrap_or_default(),
+        _ => UnmanagedMembers::Report,
+    })
+}
+
+/// Finds the members of the Cloud Identity group that no JoinRequest accounts for, and
+/// removes or reports them as the environment says. The environment's own service account
+/// is never counted as a member to remove.
+///
+/// The memberships are listed before the requests are read. A membership is only ever
+/// added after its request was written as Approved, so every membership seen in the list
+/// has its request visible in the read that follows. A request approved after that read is
+/// caught by a second read after the removals, which puts back any membership it needs.
+async fn reconcile_members(
+    group: &JitGroup,
+    ctx: &Context,
+    client: &EnvironmentClient,
+    cloud_group: &GroupRef,
+    service_account: &str,
+) -> Result<MemberReport, Error> {
+    let mut report = MemberReport::default();
+    let namespace = group.namespace().unwrap_or_default();
+    let name = group.name_any();
+
+    let memberships = match client.list_memberships(cloud_group).await {
+        Ok(memberships) => memberships,
+        Err(error) => {
+            report.error = Some(error);
+            return Ok(report);
+        }
+    };
+    let own = service_account.to_ascii_lowercase();
+    let members: BTreeSet<String> = memberships
+        .iter()
+        .map(|m| m.member.to_ascii_lowercase())
+        .filter(|m| *m != own)
+        .collect();
+    if members.is_empty() {
+        return Ok(report);
+    }
+
+    let accounted = read_accounted(ctx, &namespace, &name).await?;
+    let unmanaged: Vec<String> = members
+        .into_iter()
+        .filter(|m| !accounted.contains_key(m))
+        .collect();
+    if unmanaged.is_empty() {
+        return Ok(report);
+    }
+
+    if unmanaged_policy(ctx, &namespace).await? == UnmanagedMembers::Report {
+        for member in unmanaged {
+            tracing::warn!(
+                group = %key(group),
+                email = %cloud_group.email,
+                %member,
+                "unmanaged member found and kept"
+            );
+            ctx.metrics.unmanaged_member_reported();
+            report.reported.push(member);
+        }
+        return Ok(report);
+    }
+
+    let mut removed = Vec::new();
+    for member in unmanaged {
+        // A last look right before each removal narrows the window in which a request can be
+        // approved unseen; the read after the removals closes it.
+        if read_accounted(ctx, &namespace, &name)
+            .await?
+            .contains_key(&member)
+        {
+            continue;
+        }
+        match client.remove_membership(cloud_group, &member).await {
+            Ok(true) => removed.push(member),
+            Ok(false) => {}
+            Err(error) => {
+                report.error = Some(error);
+                break;
+            }
+        }
+    }
+    if removed.is_empty() {
+        return Ok(report);
+    }
+
+    let accounted = read_after_removal(ctx, &namespace, &name).await?;
+    for member in removed {
+        match accounted.get(&member) {
+            None => {
+                tracing::warn!(
+                    group = %key(group),
+                    email = %cloud_group.email,
+                    %member,
+                    "removed unmanaged member"
+                );
+                ctx.metrics.unmanaged_member_removed();
+                report.removed.push(member);
+            }
+            Some(expiry) => {
+                let Some(expiry) = expiry.filter(|t| *t > Timestamp::now()) else {
+                    tracing::info!(
+                        group = %key(group),
+                        %member,
+                        "a request for a removed member appeared without an expiry to come; \
+                         nothing to put back"
+                    );
+                    continue;
+                };
+                match client.ensure_membership(cloud_group, &member, expiry).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            group = %key(group),
+                            %member,
+                            %expiry,
+                            "put back membership of a request approved during its removal"
+                        );
+                        report.restored.push((member, expiry));
+                    }
+                    Err(error) => {
+                        report.error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// [`read_accounted`], tried a few times: after a removal its answer decides whether a
+/// membership that a request needs must be put back.
+async fn read_after_removal(
+    ctx: &Context,
+    namespace: &str,
+    group: &str,
+) -> Result<BTreeMap<String, Option<Timestamp>>, Error> {
+    let mut attempt = 1;
+    loop {
+        match read_accounted(ctx, namespace, group).await {
+            Ok(accounted) => return Ok(accounted),
+            Err(error) if attempt < 4 => {
+                tracing::warn!(
+                    %namespace,
+                    group,
+                    %error,
+                    attempt,
+                    "could not read requests after removing members; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn desired_binding(binding: &RoleBinding) -> DesiredBinding {
@@ -296,7 +579,7 @@ async fn cleanup(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
                 note.clone(),
             )
             .await;
-            return Err(Error::NotYet(note, std::time::Duration::from_secs(30)));
+            return Err(Error::NotYet(note, Duration::from_secs(30)));
         }
     };
     let Some(email) = status
@@ -329,4 +612,123 @@ async fn cleanup(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
     .await;
     tracing::info!(group = %key(group), %email, removed, "removed bindings of deleted group");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::{JoinRequestSpec, JoinRequestStatus};
+
+    const NOW: &str = "2030-01-01T12:00:00Z";
+
+    fn request(
+        group: &str,
+        requester: &str,
+        phase: Option<Phase>,
+        expires: Option<&str>,
+    ) -> JoinRequest {
+        let mut request = JoinRequest::new(
+            "r",
+            JoinRequestSpec {
+                group: group.into(),
+                requester: requester.into(),
+                ..JoinRequestSpec::default()
+            },
+        );
+        request.status = Some(JoinRequestStatus {
+            phase,
+            expires_at: expires.map(|t| Time(t.parse().expect("timestamp"))),
+            ..JoinRequestStatus::default()
+        });
+        request
+    }
+
+    fn now() -> Timestamp {
+        NOW.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn approved_and_active_requests_account_for_their_requester() {
+        let later = Some("2030-01-01T13:00:00Z");
+        for phase in [Phase::Approved, Phase::Active] {
+            let r = request("readers", "alice@example.com", Some(phase), later);
+            assert!(accounts_for(&r, "readers", now()), "{phase}");
+        }
+    }
+
+    #[test]
+    fn an_unfinished_request_with_an_expiry_to_come_accounts_for_its_requester() {
+        let r = request(
+            "readers",
+            "a@example.com",
+            Some(Phase::Pending),
+            Some("2030-01-01T13:00:00Z"),
+        );
+        assert!(accounts_for(&r, "readers", now()));
+
+        let past = request(
+            "readers",
+            "a@example.com",
+            Some(Phase::Pending),
+            Some("2030-01-01T11:00:00Z"),
+        );
+        assert!(!accounts_for(&past, "readers", now()));
+        let undecided = request("readers", "a@example.com", Some(Phase::Pending), None);
+        assert!(!accounts_for(&undecided, "readers", now()));
+        let new = request("readers", "a@example.com", None, None);
+        assert!(!accounts_for(&new, "readers", now()));
+    }
+
+    #[test]
+    fn finished_requests_and_requests_for_other_groups_account_for_nobody() {
+        let later = Some("2030-01-01T13:00:00Z");
+        for phase in [
+            Phase::Expired,
+            Phase::Denied,
+            Phase::TimedOut,
+            Phase::Revoked,
+            Phase::Failed,
+        ] {
+            let r = request("readers", "alice@example.com", Some(phase), later);
+            assert!(!accounts_for(&r, "readers", now()), "{phase}");
+        }
+        let other = request("writers", "alice@example.com", Some(Phase::Active), later);
+        assert!(!accounts_for(&other, "readers", now()));
+    }
+
+    #[test]
+    fn accounted_members_are_compared_in_lower_case_with_the_latest_expiry() {
+        let requests = vec![
+            request(
+                "readers",
+                " Alice@Example.COM",
+                Some(Phase::Active),
+                Some("2030-01-01T13:00:00Z"),
+            ),
+            request(
+                "readers",
+                "alice@example.com",
+                Some(Phase::Approved),
+                Some("2030-01-01T15:00:00Z"),
+            ),
+            request(
+                "readers",
+                "bob@example.com",
+                Some(Phase::Expired),
+                Some("2030-01-01T15:00:00Z"),
+            ),
+        ];
+
+        let accounted = accounted_members(&requests, "readers", now());
+
+        assert_eq!(
+            accounted,
+            BTreeMap::from([(
+                "alice@example.com".to_owned(),
+                Some("2030-01-01T15:00:00Z".parse().expect("timestamp"))
+            )])
+        );
+    }
 }
