@@ -71,3 +71,66 @@ app.kubernetes.io/part-of: jit-groups-controller
 - jitgroups/status
 - joinrequests/status
 {{- end }}
+
+{{/* Where the webhook's certificate and key are mounted when they come from a Secret. */}}
+{{- define "jit-groups-controller.webhookCertDir" -}}
+/var/run/jit-groups-controller/webhook-tls
+{{- end }}
+
+{{/* The Secret holding the webhook's certificate: cert-manager's or the given one. */}}
+{{- define "jit-groups-controller.webhookSecretName" -}}
+{{- if eq .Values.webhook.certificates "secret" }}
+{{- .Values.webhook.secret.name }}
+{{- else }}
+{{- include "jit-groups-controller.fullname" . }}-webhook-tls
+{{- end }}
+{{- end }}
+
+{{/* Combinations of values that cannot work, refused when rendering. */}}
+{{- define "jit-groups-controller.validate" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "selfSigned") (gt (int .Values.replicaCount) 1) }}
+{{- fail "webhook.certificates=selfSigned works with one replica only: each pod generates its own CA and writes it into the webhook configurations, so the API server would distrust the others. Use certManager or secret for more replicas." }}
+{{- end }}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "secret") (or (not .Values.webhook.secret.name) (not .Values.webhook.secret.caBundle)) }}
+{{- fail "webhook.certificates=secret needs webhook.secret.name and webhook.secret.caBundle" }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "more than one replica needs leaderElection.enabled, or every replica reconciles the same objects" }}
+{{- end }}
+{{- end }}
+
+{{/*
+What every webhook of the chart shares: how the API server reaches it (the webhook Service,
+at the path given as the second element of the list) and how it fails.
+*/}}
+{{- define "jit-groups-controller.webhookClient" -}}
+{{- $root := index . 0 }}
+{{- $path := index . 1 -}}
+clientConfig:
+  service:
+    name: {{ include "jit-groups-controller.fullname" $root }}-webhook
+    namespace: {{ $root.Release.Namespace }}
+    path: {{ $path }}
+    port: 443
+  {{- if eq $root.Values.webhook.certificates "secret" }}
+  caBundle: {{ $root.Values.webhook.secret.caBundle }}
+  {{- end }}
+{{- with $root.Values.controller.watchNamespace }}
+namespaceSelector:
+  matchLabels:
+    kubernetes.io/metadata.name: {{ . }}
+{{- end }}
+failurePolicy: Fail
+sideEffects: None
+admissionReviewVersions: ["v1"]
+timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
+{{- end }}
+
+{{/* The rule of a webhook: creates and updates of one JIT resource, not its status. */}}
+{{- define "jit-groups-controller.webhookRule" -}}
+- apiGroups: ["jitgroups.dev"]
+  apiVersions: ["v1alpha1"]
+  operations: ["CREATE", "UPDATE"]
+  resources: [{{ . | quote }}]
+  scope: Namespaced
+{{- end }}
