@@ -181,7 +181,7 @@ async fn a_requester_without_self_approval_waits_naming_the_approvers() {
         status
             .message
             .unwrap_or_default()
-            .contains("needs approval by one of: user:dave@example.com")
+            .contains("needs 1 more approval(s) by one of: user:dave@example.com")
     );
     let cloud = h.cloud_group(GROUP_EMAIL).await.expect("group");
     assert!(cloud.memberships.is_empty());
