@@ -217,3 +217,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_flags_of_every_part_fit_together_on_one_command_line() {
+        Cli::command().debug_assert();
+    }
+}

@@ -48,6 +48,8 @@ const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/
 
 /// The webhook's command-line flags.
 #[derive(Clone, Debug, clap::Args)]
+#[group(id = "webhook")]
+#[command(next_help_heading = "Admission webhooks")]
 pub struct Args {
     /// Serve the admission webhooks over TLS on this address, e.g. `0.0.0.0:9443`. No
     /// webhook is served when unset.
