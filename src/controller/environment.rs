@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 
 use super::status::{apply_status, set_condition};
-use super::{Context, Error, key, measured, retry_delay};
+use super::{Context, Error, FIELD_MANAGER, key, measured, retry_delay};
 use crate::api::{JitEnvironment, JitGroup, READY};
 use crate::policy::EnvironmentPolicy;
 use crate::policy::names::{GroupId, MAX_GROUP_NAME, MAX_SYSTEM_NAME, check_name};
@@ -223,13 +223,7 @@ async fn publish_orphan_changes(
             appeared.join(", ")
         );
         tracing::warn!(environment = %key(env), groups = ?appeared, "orphan groups found");
-        ctx.publish(
-            &env.object_ref(&()),
-            EventType::Warning,
-            "OrphanGroupsFound",
-            note,
-        )
-        .await;
+        publish_unfolded(env, ctx, EventType::Warning, "OrphanGroupsFound", note).await;
     }
     if !gone.is_empty() {
         let note = format!(
@@ -237,13 +231,7 @@ async fn publish_orphan_changes(
             gone.join(", ")
         );
         tracing::info!(environment = %key(env), groups = ?gone, "orphan groups resolved");
-        ctx.publish(
-            &env.object_ref(&()),
-            EventType::Normal,
-            "OrphanGroupsResolved",
-            note,
-        )
-        .await;
+        publish_unfolded(env, ctx, EventType::Normal, "OrphanGroupsResolved", note).await;
     }
 }
 
@@ -262,6 +250,33 @@ async fn cleanup(env: &JitEnvironment, ctx: &Context) -> Result<Action, Error> {
     }
     ctx.metrics.set_orphan_groups(&namespace, None);
     Ok(Action::await_change())
+}
+
+/// Publishes an event through a recorder of its own. The shared recorder folds the events of
+/// one object with the same reason into a series that keeps the first note; a change of the
+/// orphan groups must show its own list.
+async fn publish_unfolded(
+    env: &JitEnvironment,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: Some(ctx.settings.instance.clone()),
+    };
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    let recorder = Recorder::new(ctx.client.clone(), reporter);
+    if let Err(error) = recorder.publish(&event, &env.object_ref(&())).await {
+        tracing::warn!(environment = %key(env), reason, %error, "could not publish event");
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event};
@@ -267,8 +268,8 @@ impl MemberReport {
                  membership",
                 cloud_group.email
             );
-            ctx.publish(&object, EventType::Warning, "UnmanagedMemberRemoved", note)
-                .await;
+            let (type_, reason) = (EventType::Warning, "UnmanagedMemberRemoved");
+            publish_about_member(ctx, &object, type_, reason, "Remove", member, note).await;
         }
         for member in &self.reported {
             let note = format!(
@@ -276,8 +277,8 @@ impl MemberReport {
                  the membership; it is kept because the environment's unmanagedMembers is Report",
                 cloud_group.email
             );
-            ctx.publish(&object, EventType::Warning, "UnmanagedMemberFound", note)
-                .await;
+            let (type_, reason) = (EventType::Warning, "UnmanagedMemberFound");
+            publish_about_member(ctx, &object, type_, reason, "Report", member, note).await;
         }
         for (member, expiry) in &self.restored {
             let note = format!(
@@ -285,9 +286,43 @@ impl MemberReport {
                  while the membership was being removed",
                 cloud_group.email
             );
-            ctx.publish(&object, EventType::Normal, "MembershipRestored", note)
-                .await;
+            let (type_, reason) = (EventType::Normal, "MembershipRestored");
+            publish_about_member(ctx, &object, type_, reason, "Restore", member, note).await;
         }
+    }
+}
+
+/// Publishes an event about one member of a group. Its action names the member: the recorder
+/// folds the events of one object with the same reason and action into a series that keeps
+/// the first note, which would otherwise show the first member's name for all of them.
+async fn publish_about_member(
+    ctx: &Context,
+    object: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    verb: &str,
+    member: &str,
+    note: String,
+) {
+    let mut action = format!("{verb} {member}");
+    while action.len() > 128 {
+        action.pop();
+    }
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action,
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
+        tracing::warn!(
+            object = object.name.as_deref().unwrap_or_default(),
+            reason,
+            member,
+            %error,
+            "could not publish event"
+        );
     }
 }
 

@@ -387,3 +387,146 @@ pub mod objects {
         }
     }
 }
+
+/// Helpers of the drift, leader election and history tests.
+impl Harness {
+    /// A fresh namespace and emulator with no controller running yet: start one with
+    /// [`Harness::start_controller_with`], or run replicas of it.
+    pub async fn start_without_controller(prefix: &str) -> Harness {
+        let plane = ControlPlane::shared();
+        let namespace = plane.create_namespace(prefix).await.expect("namespace");
+        let emulator = Emulator::start_with_seed(seed()).expect("emulator");
+        let admin = plane.client(User::Admin).expect("admin client");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Harness {
+            plane,
+            namespace,
+            emulator,
+            admin,
+            metrics,
+            controller: None,
+        }
+    }
+
+    /// The Google clients' configuration of the controller under test: the emulator, with
+    /// quick retries.
+    pub fn google_config(&self) -> GoogleConfig {
+        let mut config = GoogleConfig::new(BaseCredentials::StaticToken(CONTROLLER_TOKEN.into()))
+            .with_endpoint(self.emulator.base_url());
+        config.retry = RetryPolicy {
+            attempts: 4,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            max_retry_after: Duration::from_secs(2),
+            conflict_attempts: 5,
+        };
+        config
+    }
+
+    /// The settings of the controller under test: this namespace only, a one-minute resync.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            namespace: Some(self.namespace.clone()),
+            resync_interval: Duration::from_secs(60),
+            instance: format!("test-{}", self.namespace),
+            ..Settings::default()
+        }
+    }
+
+    /// Starts the controller with `settings`, as a new process would.
+    pub fn start_controller_with(&mut self, settings: Settings) {
+        let config = self.google_config();
+        let client = self.admin.clone();
+        let metrics = self.metrics.clone();
+        let handle = tokio::spawn(async move {
+            let google = Google::new(config).await.expect("google clients");
+            controller::run(
+                client,
+                google,
+                settings,
+                metrics,
+                || {},
+                std::future::pending(),
+            )
+            .await;
+        });
+        self.controller = Some(handle);
+    }
+
+    /// Google Cloud as the environment's service account sees it, for changes made out of
+    /// band through the real client crates.
+    pub async fn as_environment(&self) -> jit_groups_controller::google::EnvironmentClient {
+        let google = Google::new(self.google_config())
+            .await
+            .expect("google clients");
+        google.for_service_account(ENVIRONMENT_SA)
+    }
+
+    /// Changes an annotation of `name`, which makes the controller reconcile it without
+    /// waiting for the resync.
+    pub async fn touch<K>(&self, name: &str)
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let patch = serde_json::json!({
+            "metadata": {
+                "annotations": { "jitgroups.dev/touched": jiff::Timestamp::now().to_string() }
+            }
+        });
+        self.api::<K>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("touching {name}: {e}"));
+    }
+
+    /// The events recorded for object `name`, oldest first.
+    pub async fn events_of(&self, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+        use k8s_openapi::api::events::v1::Event;
+        let events: Api<Event> = Api::namespaced(self.admin.clone(), &self.namespace);
+        let mut list: Vec<Event> = events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        list
+    }
+
+    /// Polls until an event of `reason` about `name` whose note contains `text` is recorded,
+    /// and returns its note.
+    pub async fn wait_for_event(
+        &self,
+        name: &str,
+        reason: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let events = self.events_of(name).await;
+            let found = events.iter().find_map(|e| {
+                let note = e.note.clone().unwrap_or_default();
+                (e.reason.as_deref() == Some(reason) && note.contains(text)).then_some(note)
+            });
+            if let Some(note) = found {
+                return note;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let seen: Vec<_> = events
+                    .iter()
+                    .map(|e| (e.reason.clone(), e.note.clone()))
+                    .collect();
+                panic!(
+                    "no {reason} event about {name} mentioning {text:?} in {timeout:?}: {seen:#?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
