@@ -3,11 +3,15 @@
 //! configurations select the namespace by a label that only it carries), and acts as the
 //! test users, mostly through kubectl, asserting on what those users see.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use jit_groups_controller::api::{JitGroup, JoinRequest};
+use common::Harness;
+use common::objects::{entry, environment, group, privilege};
+use jit_groups_controller::api::{JitGroup, JoinRequest, Phase, READY};
 use jit_groups_controller::webhook::configuration::configurations;
 use jit_groups_controller::webhook::{
     Certificates, IdentityMapping, PemPair, ServiceAccountMapping, Settings, Webhook,
@@ -68,9 +72,17 @@ impl World {
         prefix: &str,
         identities: impl FnOnce(&str) -> IdentityMapping,
     ) -> World {
+        let namespace = prepare_namespace(ControlPlane::shared(), prefix).await;
+        World::start_in(namespace, identities).await
+    }
+
+    /// A world in the prepared `namespace`.
+    async fn start_in(
+        namespace: String,
+        identities: impl FnOnce(&str) -> IdentityMapping,
+    ) -> World {
         let certificate = LoopbackCertificate::generate().expect("certificate");
         let plane = ControlPlane::shared();
-        let namespace = prepare_namespace(plane, prefix).await;
         let webhook = Webhook::start(
             plane.client(User::Admin).expect("admin client"),
             settings(
@@ -268,10 +280,17 @@ fn settings(
     }
 }
 
-/// Creates a namespace carrying the webhook label, and lets the test users, a user from an
-/// OIDC issuer and three service accounts work with JoinRequests there.
+/// Creates a namespace prepared by [`admit_users`].
 async fn prepare_namespace(plane: &ControlPlane, prefix: &str) -> String {
     let namespace = plane.create_namespace(prefix).await.expect("namespace");
+    admit_users(plane, &namespace).await;
+    namespace
+}
+
+/// Labels `namespace` for the webhook configurations, and lets the test users, a user from
+/// an OIDC issuer and three service accounts work with JoinRequests there.
+async fn admit_users(plane: &ControlPlane, namespace: &str) {
+    let namespace = namespace.to_owned();
     let admin = plane.client(User::Admin).expect("admin client");
     let labels = json!({ "metadata": { "labels": { LABEL: namespace } } });
     Api::<Namespace>::all(admin.clone())
@@ -342,7 +361,6 @@ async fn prepare_namespace(plane: &ControlPlane, prefix: &str) -> String {
         .create(&PostParams::default(), &binding)
         .await
         .expect("role binding");
-    namespace
 }
 
 /// Creates the two webhook configurations of `namespace`, calling `port` on loopback.
@@ -1113,5 +1131,76 @@ async fn a_certificate_read_from_a_directory_is_replaced_when_the_files_change()
     world
         .create_until("renewed", |created| created.success())
         .await;
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_request_approved_with_kubectl_by_an_approver_becomes_active() {
+    let h = Harness::start("adm-end-to-end").await;
+    admit_users(h.plane, &h.namespace).await;
+    let world = World::start_in(h.namespace.clone(), |_| IdentityMapping::default()).await;
+    h.apply(&environment("prod")).await;
+    h.apply(&group(
+        "readers",
+        vec![
+            entry("user:alice@example.com", "JOIN"),
+            entry("user:bob@example.com", "APPROVE_OTHERS"),
+        ],
+        vec![privilege("projects/shared-prod", "roles/cloudsql.viewer")],
+    ))
+    .await;
+    let wait = Duration::from_secs(30);
+    h.wait_for::<JitGroup>("readers", wait, |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == READY && c.status == "True")
+        })
+    })
+    .await;
+
+    world.alice_asks("alice-readers").await;
+    h.wait_for::<JoinRequest>("alice-readers", wait, |r| {
+        r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Pending)
+    })
+    .await;
+    world
+        .kubectl(
+            User::Bob,
+            &[
+                "patch",
+                "joinrequest",
+                "alice-readers",
+                "--type",
+                "json",
+                "-p",
+                &add("/spec/approvals", json!([{ "decision": "Approve" }])),
+            ],
+        )
+        .await
+        .expect_success()
+        .expect("bob approves");
+
+    let active = h
+        .wait_for::<JoinRequest>("alice-readers", wait, |r| {
+            r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active)
+        })
+        .await;
+    let status = active.status.expect("status");
+    assert_eq!(status.decisions.len(), 1);
+    assert_eq!(status.decisions[0].approver, "bob@example.com");
+    assert!(status.decisions[0].counted, "{:?}", status.decisions[0]);
+    let cloud = h
+        .cloud_group("jit.prod.data.readers@example.com")
+        .await
+        .expect("the Cloud Identity group");
+    assert!(
+        cloud
+            .memberships
+            .iter()
+            .any(|m| m.member == "alice@example.com"),
+        "{:?}",
+        cloud.memberships
+    );
     world.finish().await;
 }

@@ -130,7 +130,8 @@ pub enum Certificates {
         reload_interval: Duration,
     },
     /// Generated at startup for these DNS names or IP addresses; the authority is written
-    /// into the webhook configurations.
+    /// into the webhook configurations. Each start makes a new authority, so this suits one
+    /// replica: a second one would overwrite the bundle and leave the first distrusted.
     SelfSigned {
         /// Names of the serving certificate.
         hosts: Vec<String>,

@@ -86,6 +86,8 @@ pub async fn review_environment(
         Err(errors) => return Ok(Verdict::Refuse(errors.to_string())),
     };
 
+    // Two environments created at the same instant can both pass this check; the
+    // controller then reports the namespace's environment as ambiguous.
     let others: Vec<String> = list::<JitEnvironment>(client, namespace, "JitEnvironments")
         .await?
         .iter()
