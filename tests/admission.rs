@@ -1204,3 +1204,46 @@ async fn a_request_approved_with_kubectl_by_an_approver_becomes_active() {
     );
     world.finish().await;
 }
+
+#[test]
+fn the_rendered_manifests_register_the_webhooks_the_controller_serves() {
+    use k8s_openapi::api::admissionregistration::v1::ServiceReference;
+    use serde::Deserialize;
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/jit-groups-controller.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("deploy/jit-groups-controller.yaml");
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde_yaml::Value::deserialize(document).expect("a YAML document"))
+        .collect();
+    let of_kind = |kind: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .cloned()
+            .unwrap_or_else(|| panic!("deploy/ has no {kind}"))
+    };
+    let mutating: MutatingWebhookConfiguration =
+        serde_yaml::from_value(of_kind("MutatingWebhookConfiguration")).expect("mutating");
+    let validating: ValidatingWebhookConfiguration =
+        serde_yaml::from_value(of_kind("ValidatingWebhookConfiguration")).expect("validating");
+
+    let (expected_mutating, expected_validating) = configurations(
+        "jit-groups-controller",
+        "jit-groups-controller",
+        |path| WebhookClientConfig {
+            service: Some(ServiceReference {
+                name: "jit-groups-controller-webhook".to_owned(),
+                namespace: "jit-groups-controller".to_owned(),
+                path: Some(path.to_owned()),
+                port: Some(443),
+            }),
+            ..WebhookClientConfig::default()
+        },
+        None,
+    );
+    assert_eq!(mutating.webhooks, expected_mutating.webhooks);
+    assert_eq!(validating.webhooks, expected_validating.webhooks);
+}
