@@ -26,8 +26,8 @@ COPY --from=build /jit-groups-controller /jit-groups-controller
 USER 65532:65532
 # /metrics, /healthz and /readyz.
 EXPOSE 8080
-# `jit-groups-controller run` shuts down gracefully on SIGINT and does not handle SIGTERM;
-# container runtimes send the image's stop signal, so a pod stops cleanly.
+# The signal that container runtimes send to stop the container; `jit-groups-controller run`
+# shuts down gracefully on it.
 STOPSIGNAL SIGINT
 ENTRYPOINT ["/jit-groups-controller"]
 CMD ["run"]
