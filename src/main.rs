@@ -195,8 +195,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         history_retention: args.history_retention,
     };
     tracing::info!(namespace = ?settings.namespace, "starting controllers");
+    // Kubernetes stops a pod with SIGTERM; a leader then stops its controllers and releases
+    // the Lease, so that a follower takes over without waiting for it to expire.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     let ready = move || health.set_ready();
     match args.leader.lease_config(&client, &settings.instance)? {
