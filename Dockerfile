@@ -24,8 +24,8 @@ LABEL org.opencontainers.image.title="jit-groups-controller" \
 COPY --from=build /jit-groups-controller /jit-groups-controller
 # Numeric, so that the kubelet can check runAsNonRoot against the image.
 USER 65532:65532
-# /metrics, /healthz and /readyz.
-EXPOSE 8080
+# /metrics, /healthz and /readyz; the admission webhooks when `--webhook-address` is given.
+EXPOSE 8080 9443
 # The signal that container runtimes send to stop the container; `jit-groups-controller run`
 # shuts down gracefully on it.
 STOPSIGNAL SIGINT
