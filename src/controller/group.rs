@@ -449,7 +449,9 @@ async fn reconcile_members(
         return Ok(report);
     }
 
-    let mut removed = Vec::new();
+    // Members whose removal was confirmed (true) or failed in a way that may still have
+    // removed them, such as a lost answer (false).
+    let mut removed: Vec<(String, bool)> = Vec::new();
     for member in unmanaged {
         // A last look right before each removal narrows the window in which a request can be
         // approved unseen; the read after the removals closes it.
@@ -460,9 +462,10 @@ async fn reconcile_members(
             continue;
         }
         match client.remove_membership(cloud_group, &member).await {
-            Ok(true) => removed.push(member),
+            Ok(true) => removed.push((member, true)),
             Ok(false) => {}
             Err(error) => {
+                removed.push((member, false));
                 report.error = Some(error);
                 break;
             }
@@ -473,8 +476,9 @@ async fn reconcile_members(
     }
 
     let accounted = read_after_removal(ctx, &namespace, &name).await?;
-    for member in removed {
+    for (member, confirmed) in removed {
         match accounted.get(&member) {
+            None if !confirmed => {}
             None => {
                 tracing::warn!(
                     group = %key(group),
