@@ -234,6 +234,23 @@ fn retry_delay(error: &Error) -> Duration {
     }
 }
 
+/// Waits until `store` holds its first complete listing; false when its writer is gone.
+///
+/// A store's readiness signal wakes only the last task that waited on it, and the controller
+/// that owns the store may wait on it too, so this asks again every half second instead of
+/// waiting once.
+async fn filled<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Runs the three controllers until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -333,9 +350,7 @@ pub async fn run(
         request_controller_store,
     );
     tokio::spawn(async move {
-        let ready = stores.0.wait_until_ready().await.is_ok()
-            && stores.1.wait_until_ready().await.is_ok()
-            && stores.2.wait_until_ready().await.is_ok();
+        let ready = filled(&stores.0).await && filled(&stores.1).await && filled(&stores.2).await;
         if ready {
             on_ready();
         }
