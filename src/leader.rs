@@ -520,7 +520,9 @@ fn jittered(period: Duration) -> Duration {
 /// when it should stop. Returns `Ok` when `shutdown` completes: before the Lease was won at
 /// once, afterwards once `work` has stopped, and then the Lease is released. Returns
 /// [`LeaderError::Lost`] as soon as the Lease is lost, having dropped `work` mid-flight so
-/// that nothing more is reconciled.
+/// that nothing more is reconciled. A Google call already sent at that moment may still
+/// complete, and whatever `work` meant to do after it (such as checking a removal) is not
+/// done.
 pub async fn lead<F, W, S>(mut elector: Elector, shutdown: S, work: F) -> Result<(), LeaderError>
 where
     F: FnOnce(StopSignal) -> W,

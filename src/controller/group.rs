@@ -397,7 +397,9 @@ async fn unmanaged_policy(ctx: &Context, namespace: &str) -> Result<UnmanagedMem
 /// The memberships are listed before the requests are read. A membership is only ever
 /// added after its request was written as Approved, so every membership seen in the list
 /// has its request visible in the read that follows. A request approved after that read is
-/// caught by a second read after the removals, which puts back any membership it needs.
+/// caught by a second read after the removals, which puts back any membership it needs. That
+/// second read is made by this process only: a leader that loses its Lease between a removal
+/// and the read does not make it.
 async fn reconcile_members(
     group: &JitGroup,
     ctx: &Context,
