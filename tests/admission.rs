@@ -197,13 +197,12 @@ impl World {
             .expect("kubectl runs")
     }
 
-    /// Alice creates request `name` asking for an hour, with no requester named. The CRD's
-    /// schema lists `requester` as required, so kubectl's own schema check would stop the
-    /// request before the webhook fills it in; `--validate=false` skips that check.
+    /// Alice creates request `name` asking for an hour, with no requester named; the webhook
+    /// fills it in.
     async fn alice_asks(&self, name: &str) {
         self.kubectl_stdin(
             User::Alice,
-            &["create", "--validate=false", "-f", "-"],
+            &["create", "-f", "-"],
             &request_yaml(name, None, ""),
         )
         .await
@@ -225,7 +224,7 @@ impl World {
             let created = self
                 .kubectl_stdin(
                     User::Alice,
-                    &["create", "--validate=false", "-f", "-"],
+                    &["create", "-f", "-"],
                     &request_yaml(&format!("{prefix}-{attempt}"), None, ""),
                 )
                 .await;
@@ -997,7 +996,7 @@ async fn a_username_prefix_is_stripped_and_usernames_without_it_are_refused() {
     let refusal = world
         .kubectl_stdin(
             User::Alice,
-            &["create", "--validate=false", "-f", "-"],
+            &["create", "-f", "-"],
             &request_yaml("alice-readers", None, ""),
         )
         .await

@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 pub struct JoinRequestSpec {
     /// Name of the JitGroup to join, in the same namespace.
     pub group: String,
-    /// Email of the Google user who asks to join. The controller grants the membership to
-    /// this user.
+    /// Email of the Google user who asks to join; the controller grants the membership to
+    /// this user. Leave it out: the admission webhook sets it from the caller's
+    /// authenticated identity and refuses a request that names anyone else.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub requester: String,
     /// How long to stay a member, as an ISO-8601 duration such as `PT2H` or `P1D`; it must
     /// lie within the group's expiry constraint. Without it the group's default applies.
