@@ -223,10 +223,10 @@ impl Harness {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let current = api.get_opt(name).await.expect("get");
-            if let Some(object) = &current {
-                if done(object) {
-                    return object.clone();
-                }
+            if let Some(object) = &current
+                && done(object)
+            {
+                return object.clone();
             }
             if tokio::time::Instant::now() > deadline {
                 panic!(
