@@ -4,11 +4,12 @@
 
 mod common;
 
+use common::{is_ready, phase};
 use std::time::Duration;
 
 use common::Harness;
 use common::objects::{entry, environment, group, privilege, request};
-use jit_groups_controller::api::{ApprovalSpec, Decision, JitGroup, JoinRequest, Phase, READY};
+use jit_groups_controller::api::{ApprovalSpec, Decision, JitGroup, JoinRequest, Phase};
 use jit_groups_controller::policy::{ApproveConstraintsSpec, ConstraintsSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -16,20 +17,8 @@ use kube::api::{Patch, PatchParams};
 const GROUP_EMAIL: &str = "jit.prod.data.readers@example.com";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn phase(r: &JoinRequest) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
-
 fn reason(r: &JoinRequest) -> Option<String> {
     r.status.as_ref().and_then(|s| s.reason.clone())
-}
-
-fn is_ready(g: &JitGroup) -> bool {
-    g.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    })
 }
 
 /// A group where alice may only join, bob and erin may approve others, and carol is not

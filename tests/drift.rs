@@ -4,26 +4,17 @@
 
 mod common;
 
+use common::is_ready;
 use std::time::Duration;
 
 use common::objects::{entry, environment, group, privilege, request};
 use common::{Harness, OTHER_PRINCIPAL};
 use gcp_emulator::{GroupSeed, MemberSeed, Seed};
-use jit_groups_controller::api::{
-    JitEnvironment, JitGroup, JoinRequest, Phase, READY, UnmanagedMembers,
-};
+use jit_groups_controller::api::{JitEnvironment, JitGroup, JoinRequest, Phase, UnmanagedMembers};
 use jit_groups_controller::google::{DesiredBinding, GroupRef, ResourceName};
 
 const WAIT: Duration = Duration::from_secs(30);
 const READERS: &str = "jit.prod.data.readers@example.com";
-
-fn is_ready(g: &JitGroup) -> bool {
-    g.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    })
-}
 
 /// An environment (with `unmanaged` members handled as given) and a group `readers` that
 /// alice may join by herself, holding `roles/cloudsql.viewer` on `projects/shared-prod`.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::is_ready;
 use std::time::Duration;
 
 use common::objects::{entry, environment, group, privilege};
@@ -17,10 +18,6 @@ fn ready(g: &JitGroup) -> Option<(String, String, String)> {
     let status = g.status.as_ref()?;
     let c = status.conditions.iter().find(|c| c.type_ == READY)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn is_ready(g: &JitGroup) -> bool {
-    ready(g).is_some_and(|(status, _, _)| status == "True")
 }
 
 fn admins(iam: Vec<jit_groups_controller::policy::IamPrivilegeSpec>) -> JitGroup {

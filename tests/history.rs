@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::phase;
 use std::time::Duration;
 
 use common::Harness;
@@ -12,10 +13,6 @@ use jit_groups_controller::api::{JitGroup, JoinRequest, Phase, READY};
 
 const WAIT: Duration = Duration::from_secs(30);
 const RETENTION: Duration = Duration::from_secs(8);
-
-fn phase(r: &JoinRequest) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
 
 fn finished_at(r: &JoinRequest) -> jiff::Timestamp {
     r.status

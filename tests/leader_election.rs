@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::is_ready;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::Harness;
 use common::objects::{entry, environment, group, privilege};
-use jit_groups_controller::api::{JitGroup, READY};
+use jit_groups_controller::api::JitGroup;
 use jit_groups_controller::controller;
 use jit_groups_controller::google::Google;
 use jit_groups_controller::leader::{self, Elector, LeaderError, LeaseConfig};
@@ -97,14 +98,6 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     started.elapsed()
-}
-
-fn is_ready(g: &JitGroup) -> bool {
-    g.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    })
 }
 
 fn admins(roles: &[&str]) -> JitGroup {

@@ -4,18 +4,15 @@
 
 mod common;
 
+use common::{is_ready, phase};
 use std::time::Duration;
 
 use common::Harness;
 use common::objects::{entry, environment, group, privilege, request};
-use jit_groups_controller::api::{JitGroup, JoinRequest, Phase, READY};
+use jit_groups_controller::api::{JitGroup, JoinRequest, Phase};
 
 const GROUP_EMAIL: &str = "jit.prod.data.readers@example.com";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn phase(r: &JoinRequest) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
 
 fn expires_at(r: &JoinRequest) -> jiff::Timestamp {
     r.status
@@ -23,14 +20,6 @@ fn expires_at(r: &JoinRequest) -> jiff::Timestamp {
         .and_then(|s| s.expires_at.as_ref())
         .expect("expiresAt")
         .0
-}
-
-fn is_ready(g: &JitGroup) -> bool {
-    g.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    })
 }
 
 async fn readers(h: &Harness) {

@@ -103,55 +103,14 @@ pub fn seed() -> Seed {
 impl Harness {
     /// A fresh namespace, emulator and running controller.
     pub async fn start(prefix: &str) -> Harness {
-        let plane = ControlPlane::shared();
-        let namespace = plane.create_namespace(prefix).await.expect("namespace");
-        let emulator = Emulator::start_with_seed(seed()).expect("emulator");
-        let admin = plane.client(User::Admin).expect("admin client");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let mut harness = Harness {
-            plane,
-            namespace,
-            emulator,
-            admin,
-            metrics,
-            controller: None,
-        };
+        let mut harness = Self::start_without_controller(prefix).await;
         harness.start_controller();
         harness
     }
 
-    /// Starts the controller (again), as a new process would.
+    /// Starts the controller (again) with the test settings, as a new process would.
     pub fn start_controller(&mut self) {
-        let mut config = GoogleConfig::new(BaseCredentials::StaticToken(CONTROLLER_TOKEN.into()))
-            .with_endpoint(self.emulator.base_url());
-        config.retry = RetryPolicy {
-            attempts: 4,
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(500),
-            max_retry_after: Duration::from_secs(2),
-            conflict_attempts: 5,
-        };
-        let settings = Settings {
-            namespace: Some(self.namespace.clone()),
-            resync_interval: Duration::from_secs(60),
-            instance: format!("test-{}", self.namespace),
-            ..Settings::default()
-        };
-        let client = self.admin.clone();
-        let metrics = self.metrics.clone();
-        let handle = tokio::spawn(async move {
-            let google = Google::new(config).await.expect("google clients");
-            controller::run(
-                client,
-                google,
-                settings,
-                metrics,
-                || {},
-                std::future::pending(),
-            )
-            .await;
-        });
-        self.controller = Some(handle);
+        self.start_controller_with(self.settings());
     }
 
     /// Stops the controller at once, as a crash would.
@@ -302,6 +261,22 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.kill_controller();
     }
+}
+
+/// The phase of a request, if it has one.
+pub fn phase(
+    request: &jit_groups_controller::api::JoinRequest,
+) -> Option<jit_groups_controller::api::Phase> {
+    request.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Whether a group's `Ready` condition is True.
+pub fn is_ready(group: &jit_groups_controller::api::JitGroup) -> bool {
+    group.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == jit_groups_controller::api::READY && c.status == "True")
+    })
 }
 
 /// Test objects, written as a platform team would write them.
