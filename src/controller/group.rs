@@ -53,7 +53,7 @@ struct BindingReport {
     bound: BTreeSet<String>,
     /// Resources whose bindings could not be made to match, with the error.
     failed: Vec<(String, GoogleError)>,
-    /// Bindings added and removed, as `resource role` strings, for the event.
+    /// How many bindings were added and removed, for the event.
     added: usize,
     removed: usize,
 }
