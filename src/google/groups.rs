@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use google_cloudidentity1::FieldMask;
 use google_cloudidentity1::api::{
     EntityKey, ExpiryDetail, Group, Membership as ApiMembership, MembershipRole,
-    ModifyMembershipRolesRequest, UpdateMembershipRolesParams,
+    ModifyMembershipRolesRequest, Operation, UpdateMembershipRolesParams,
 };
 use jiff::Timestamp;
 
@@ -65,6 +65,15 @@ fn membership_from_api(
         member,
         expire_time,
     })
+}
+
+/// The resource name of what a finished long-running operation created, if it says.
+fn created_name(operation: &Operation) -> Option<String> {
+    let response = operation.response.as_ref()?;
+    response
+        .get("name")
+        .and_then(|name| name.as_str())
+        .map(str::to_owned)
 }
 
 fn member_role(expire_time: chrono::DateTime<chrono::Utc>) -> MembershipRole {
@@ -153,12 +162,7 @@ impl EnvironmentClient {
 
         match created {
             Ok(operation) => {
-                let name = operation
-                    .response
-                    .as_ref()
-                    .and_then(|response| response.get("name"))
-                    .and_then(|name| name.as_str())
-                    .map(str::to_owned);
+                let name = created_name(&operation);
                 tracing::info!(group = email, %parent, name = ?name, "created security group");
                 match name {
                     Some(name) => Ok(GroupRef {
@@ -409,12 +413,7 @@ impl EnvironmentClient {
 
         match created {
             Ok(operation) => {
-                let name = operation
-                    .response
-                    .as_ref()
-                    .and_then(|response| response.get("name"))
-                    .and_then(|name| name.as_str())
-                    .map(str::to_owned);
+                let name = created_name(&operation);
                 let name = match name {
                     Some(name) => name,
                     None => self
