@@ -212,19 +212,18 @@ async fn reconcile_bindings(
 
     let mut report = BindingReport::default();
     for resource in resources {
-        let desired: Vec<DesiredBinding> = resource
-            .parse::<ResourceName>()
-            .ok()
-            .and_then(|r| policy.bindings.get(&r))
-            .map(|set| set.iter().map(desired_binding).collect())
-            .unwrap_or_default();
-        let target = match resource.parse::<google::ResourceName>() {
+        let target = match resource.parse::<ResourceName>() {
             Ok(target) => target,
             Err(error) => {
                 tracing::warn!(%resource, %error, "skipping a resource name Google would refuse");
                 continue;
             }
         };
+        let desired: Vec<DesiredBinding> = policy
+            .bindings
+            .get(&target)
+            .map(|set| set.iter().map(desired_binding).collect())
+            .unwrap_or_default();
         match client.reconcile_bindings(&target, &member, &desired).await {
             Ok(change) => {
                 report.added += change.added.len();
@@ -637,7 +636,7 @@ async fn cleanup(group: &JitGroup, ctx: &Context) -> Result<Action, Error> {
 
     let mut removed = 0;
     for resource in resources {
-        let Ok(target) = resource.parse::<google::ResourceName>() else {
+        let Ok(target) = resource.parse::<ResourceName>() else {
             continue;
         };
         let change = client.remove_all_bindings(&target, &member).await?;

@@ -9,7 +9,8 @@ use crate::google::EnvironmentClient;
 use crate::google::bindings::{PolicyBinding, reconcile_member_bindings, required_policy_version};
 use crate::google::error::{ApiCall, GoogleError};
 use crate::google::transport::attempt;
-use crate::google::types::{BindingChange, Condition, DesiredBinding, ResourceName};
+use crate::google::types::{BindingChange, Condition, DesiredBinding};
+use crate::policy::{ResourceKind, ResourceName};
 
 /// The policy version that can hold conditional bindings; always requested when reading.
 const CONDITIONAL_POLICY_VERSION: i32 = 3;
@@ -49,18 +50,18 @@ fn binding_to_api(binding: PolicyBinding) -> Binding {
 }
 
 fn get_method(resource: &ResourceName) -> &'static str {
-    match resource {
-        ResourceName::Project(_) => "projects.getIamPolicy",
-        ResourceName::Folder(_) => "folders.getIamPolicy",
-        ResourceName::Organization(_) => "organizations.getIamPolicy",
+    match resource.kind() {
+        ResourceKind::Project => "projects.getIamPolicy",
+        ResourceKind::Folder => "folders.getIamPolicy",
+        ResourceKind::Organization => "organizations.getIamPolicy",
     }
 }
 
 fn set_method(resource: &ResourceName) -> &'static str {
-    match resource {
-        ResourceName::Project(_) => "projects.setIamPolicy",
-        ResourceName::Folder(_) => "folders.setIamPolicy",
-        ResourceName::Organization(_) => "organizations.setIamPolicy",
+    match resource.kind() {
+        ResourceKind::Project => "projects.setIamPolicy",
+        ResourceKind::Folder => "folders.setIamPolicy",
+        ResourceKind::Organization => "organizations.setIamPolicy",
     }
 }
 
@@ -148,18 +149,18 @@ impl EnvironmentClient {
         };
         let manager = &self.inner.resource_manager;
         self.run(&call, || async {
-            match resource {
-                ResourceName::Project(_) => attempt!(call, |capture| manager
+            match resource.kind() {
+                ResourceKind::Project => attempt!(call, |capture| manager
                     .projects()
                     .get_iam_policy(request.clone(), &name)
                     .delegate(capture)
                     .doit()),
-                ResourceName::Folder(_) => attempt!(call, |capture| manager
+                ResourceKind::Folder => attempt!(call, |capture| manager
                     .folders()
                     .get_iam_policy(request.clone(), &name)
                     .delegate(capture)
                     .doit()),
-                ResourceName::Organization(_) => attempt!(call, |capture| manager
+                ResourceKind::Organization => attempt!(call, |capture| manager
                     .organizations()
                     .get_iam_policy(request.clone(), &name)
                     .delegate(capture)
@@ -183,18 +184,18 @@ impl EnvironmentClient {
         };
         let manager = &self.inner.resource_manager;
         self.run(&call, || async {
-            match resource {
-                ResourceName::Project(_) => attempt!(call, |capture| manager
+            match resource.kind() {
+                ResourceKind::Project => attempt!(call, |capture| manager
                     .projects()
                     .set_iam_policy(request.clone(), &name)
                     .delegate(capture)
                     .doit()),
-                ResourceName::Folder(_) => attempt!(call, |capture| manager
+                ResourceKind::Folder => attempt!(call, |capture| manager
                     .folders()
                     .set_iam_policy(request.clone(), &name)
                     .delegate(capture)
                     .doit()),
-                ResourceName::Organization(_) => attempt!(call, |capture| manager
+                ResourceKind::Organization => attempt!(call, |capture| manager
                     .organizations()
                     .set_iam_policy(request.clone(), &name)
                     .delegate(capture)

@@ -29,10 +29,8 @@ use google_iamcredentials1::IAMCredentials;
 pub use crate::google::auth::BaseCredentials;
 pub use crate::google::error::{ApiCall, BoxError, GoogleError};
 pub use crate::google::transport::RetryPolicy;
-pub use crate::google::types::{
-    BindingChange, Condition, DesiredBinding, GroupRef, InvalidResourceName, Membership,
-    ResourceName,
-};
+pub use crate::google::types::{BindingChange, Condition, DesiredBinding, GroupRef, Membership};
+pub use crate::policy::ResourceName;
 
 use crate::google::auth::ImpersonatedTokens;
 use crate::google::transport::{CallSettings, Connector};
@@ -330,7 +328,7 @@ mod tests {
         let again = google.for_service_account("SA@p.iam.gserviceaccount.com");
         assert!(Arc::ptr_eq(&first.inner, &again.inner));
 
-        let resource: ResourceName = "projects/p".parse().expect("valid");
+        let resource: ResourceName = "projects/prod-app".parse().expect("valid");
         assert_send(&first.verify_access());
         assert_send(&first.reconcile_bindings(&resource, "group:g@example.com", &[]));
         assert_send(&first.ensure_security_group("C1", "g@example.com", "g", "d"));

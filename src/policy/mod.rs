@@ -20,7 +20,7 @@ pub use expiry::{ExpiryConstraint, ExpirySpec, ExpiryViolation};
 pub use names::GroupId;
 pub use privileges::{
     AllowedResources, BindingsByResource, Condition, IamConditionSpec, IamPrivilegeSpec,
-    ResourceName, RoleBinding,
+    ResourceKind, ResourceName, RoleBinding,
 };
 pub use validation::{FieldProblem, Problems, ValidationErrors};
 

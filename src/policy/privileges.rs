@@ -73,8 +73,11 @@ impl FromStr for ResourceName {
 }
 
 // Project IDs: 6 to 30 lower-case letters, digits or hyphens, starting with a letter and not
-// ending with a hyphen.
+// ending with a hyphen; older projects may carry a domain prefix (`example.com:my-project`).
 fn is_project_id(id: &str) -> bool {
+    if let Some((domain, project)) = id.split_once(':') {
+        return super::names::check_domain(domain).is_ok() && is_project_id(project);
+    }
     (6..=30).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && !id.ends_with('-')
@@ -83,10 +86,42 @@ fn is_project_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The three kinds of resource that hold the IAM policies of JIT groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// `projects/PROJECT_ID`.
+    Project,
+    /// `folders/NUMBER`.
+    Folder,
+    /// `organizations/NUMBER`.
+    Organization,
+}
+
 impl ResourceName {
     /// The name, e.g. `projects/my-project`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is a project, a folder or an organization.
+    pub fn kind(&self) -> ResourceKind {
+        match self.collection() {
+            "projects" => ResourceKind::Project,
+            "folders" => ResourceKind::Folder,
+            _ => ResourceKind::Organization,
+        }
+    }
+
+    /// The collection part: `projects`, `folders` or `organizations`.
+    pub fn collection(&self) -> &str {
+        self.0
+            .split_once('/')
+            .map_or("", |(collection, _)| collection)
+    }
+
+    /// The id part, after the collection.
+    pub fn id(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, id)| id)
     }
 }
 
@@ -292,6 +327,18 @@ mod tests {
         assert!("projects/X".parse::<ResourceName>().is_err());
         assert!("folders/abc".parse::<ResourceName>().is_err());
         assert!("buckets/logs".parse::<ResourceName>().is_err());
+        assert!("projects/my-project/extra".parse::<ResourceName>().is_err());
+        assert!("projects/p q".parse::<ResourceName>().is_err());
+        let scoped: ResourceName = "projects/example.com:my-project".parse().unwrap();
+        assert_eq!(
+            (scoped.kind(), scoped.id()),
+            (ResourceKind::Project, "example.com:my-project")
+        );
+        let folder: ResourceName = "folders/123".parse().unwrap();
+        assert_eq!(
+            (folder.kind(), folder.collection(), folder.id()),
+            (ResourceKind::Folder, "folders", "123")
+        );
     }
 
     #[test]
