@@ -190,21 +190,11 @@ impl Metrics {
             return;
         };
         let Some(store) = slot.as_ref() else { return };
-        let phases = [
-            Phase::Pending,
-            Phase::Approved,
-            Phase::Active,
-            Phase::Expired,
-            Phase::Denied,
-            Phase::TimedOut,
-            Phase::Revoked,
-            Phase::Failed,
-        ];
         let requests = store.state();
-        for phase in phases {
+        for phase in Phase::ALL {
             let count = requests
                 .iter()
-                .filter(|r| r.status.as_ref().and_then(|s| s.phase).unwrap_or_default() == phase)
+                .filter(|r| r.phase().unwrap_or_default() == phase)
                 .count();
             self.requests
                 .with_label_values(&[&phase.to_string()])

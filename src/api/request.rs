@@ -117,7 +117,31 @@ pub enum Phase {
     Failed,
 }
 
+impl JoinRequest {
+    /// The requester's email as the controller compares it: trimmed and in lower case.
+    pub fn requester_email(&self) -> String {
+        self.spec.requester.trim().to_ascii_lowercase()
+    }
+
+    /// The phase the status records, if any.
+    pub fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().and_then(|s| s.phase)
+    }
+}
+
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Pending,
+        Phase::Approved,
+        Phase::Active,
+        Phase::Expired,
+        Phase::Denied,
+        Phase::TimedOut,
+        Phase::Revoked,
+        Phase::Failed,
+    ];
+
     /// Whether the request has ended and will not change again.
     pub fn is_final(self) -> bool {
         matches!(

@@ -352,7 +352,7 @@ fn accounted_members(
 ) -> BTreeMap<String, Option<Timestamp>> {
     let mut members: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
     for request in requests.iter().filter(|r| accounts_for(r, group, now)) {
-        let member = request.spec.requester.trim().to_ascii_lowercase();
+        let member = request.requester_email();
         let expiry = request
             .status
             .as_ref()

@@ -24,11 +24,7 @@ pub const FINALIZER: &str = "jitgroups.dev/membership";
 
 /// Whether the request has reached a final phase.
 pub fn is_final(request: &JoinRequest) -> bool {
-    phase_of(request).is_some_and(Phase::is_final)
-}
-
-fn phase_of(request: &JoinRequest) -> Option<Phase> {
-    request.status.as_ref().and_then(|s| s.phase)
+    request.phase().is_some_and(Phase::is_final)
 }
 
 pub async fn reconcile(request: Arc<JoinRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -61,7 +57,7 @@ pub fn error_policy(request: Arc<JoinRequest>, error: &Error, _: Arc<Context>) -
 }
 
 async fn apply(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
-    match phase_of(request) {
+    match request.phase() {
         Some(Phase::Active) => expire_when_due(request, ctx).await,
         Some(Phase::Approved) => grant(request, ctx).await,
         Some(Phase::Pending) | None => decide(request, ctx).await,
@@ -96,10 +92,6 @@ impl Wait {
 
 fn now() -> Timestamp {
     Timestamp::now()
-}
-
-fn requester_of(request: &JoinRequest) -> String {
-    request.spec.requester.trim().to_ascii_lowercase()
 }
 
 fn status_of(request: &JoinRequest) -> JoinRequestStatus {
@@ -241,7 +233,7 @@ async fn judge_decisions(
     request: &JoinRequest,
     target: &Target,
 ) -> Result<(Vec<DecisionStatus>, Tally), GoogleError> {
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     let mut subjects = Vec::with_capacity(request.spec.approvals.len());
     for approval in &request.spec.approvals {
         let approver = approval
@@ -282,7 +274,7 @@ async fn judge_decisions(
 
 async fn decide(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
     let mut status = status_of(request);
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     if let Err(detail) = check_email(&requester) {
         let message = format!(
             "spec.requester: Invalid value: \"{}\": {detail}",
@@ -480,14 +472,14 @@ async fn latest_other_expiry(
     ctx: &Context,
 ) -> Result<Option<Timestamp>, Error> {
     let api: Api<JoinRequest> = ctx.api(&request.namespace().unwrap_or_default());
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     let uid = request.uid();
     let others = api.list(&Default::default()).await?.items;
     Ok(others
         .iter()
         .filter(|r| r.uid() != uid && r.metadata.deletion_timestamp.is_none())
-        .filter(|r| r.spec.group == request.spec.group && requester_of(r) == requester)
-        .filter(|r| matches!(phase_of(r), Some(Phase::Active | Phase::Approved)))
+        .filter(|r| r.spec.group == request.spec.group && r.requester_email() == requester)
+        .filter(|r| matches!(r.phase(), Some(Phase::Active | Phase::Approved)))
         .filter_map(|r| {
             r.status
                 .as_ref()
@@ -503,7 +495,7 @@ async fn latest_other_expiry(
 /// never shortens it.
 async fn grant_to(request: &JoinRequest, ctx: &Context, target: &Target) -> Result<Action, Error> {
     let mut status = status_of(request);
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     let Some(expires_at) = status.expires_at.as_ref().map(|t| t.0) else {
         // Only an approval writes phase Approved, and it always sets the expiry; a status
         // edited by hand without one is not trusted.
@@ -598,7 +590,7 @@ async fn expire_when_due(request: &JoinRequest, ctx: &Context) -> Result<Action,
         return Ok(requeue_at(expires_at, ctx));
     }
 
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     match target(request, ctx).await? {
         Ok(target) => {
             let membership = target
@@ -635,10 +627,10 @@ async fn expire_when_due(request: &JoinRequest, ctx: &Context) -> Result<Action,
 /// is left; a pending one is withdrawn.
 async fn revoke(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
     let status = status_of(request);
-    match phase_of(request) {
+    match request.phase() {
         Some(Phase::Active | Phase::Approved) => {}
         Some(Phase::Pending) | None => {
-            let note = format!("{} withdrew the request", requester_of(request));
+            let note = format!("{} withdrew the request", request.requester_email());
             ctx.publish(
                 &request.object_ref(&()),
                 EventType::Normal,
@@ -651,7 +643,7 @@ async fn revoke(request: &JoinRequest, ctx: &Context) -> Result<Action, Error> {
         Some(_) => return Ok(Action::await_change()),
     }
 
-    let requester = requester_of(request);
+    let requester = request.requester_email();
     let message = match target(request, ctx).await? {
         Ok(target) => {
             let others = latest_other_expiry(request, ctx).await?;

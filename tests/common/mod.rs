@@ -267,7 +267,7 @@ impl Drop for Harness {
 pub fn phase(
     request: &jit_groups_controller::api::JoinRequest,
 ) -> Option<jit_groups_controller::api::Phase> {
-    request.status.as_ref().and_then(|s| s.phase)
+    request.phase()
 }
 
 /// Whether a group's `Ready` condition is True.
